@@ -1,0 +1,22 @@
+"""Search-space model of SpaceEvo: block types, hyperspaces, search spaces and subnets."""
+
+from ._blocks import BlockConfig, BlockType, get_block, list_blocks, make_divisible, register_block
+from ._encoding import SearchSpace, StageBlock, Subnet, subnets_macs
+from ._hyperspace import (
+    SEARCHABLE_STAGES,
+    BlockChoice,
+    Hyperspace,
+    StageSpec,
+    get_hyperspace,
+    list_hyperspaces,
+    register_hyperspace,
+)
+from ._models import block_to_keras, block_to_onnx, subnet_to_keras, subnet_to_onnx
+from ._ops import ACTIVATIONS, conv_out_hw
+
+__all__ = [
+    "ACTIVATIONS", "SEARCHABLE_STAGES", "BlockChoice", "BlockConfig", "BlockType", "Hyperspace", "SearchSpace",
+    "StageBlock", "StageSpec", "Subnet", "block_to_keras", "block_to_onnx", "conv_out_hw", "get_block",
+    "get_hyperspace", "list_blocks", "list_hyperspaces", "make_divisible", "register_block",
+    "register_hyperspace", "subnet_to_keras", "subnet_to_onnx", "subnets_macs",
+]

@@ -1,0 +1,3 @@
+from spaceevo.cli import main
+
+main()
