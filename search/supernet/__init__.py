@@ -1,0 +1,1 @@
+"""Downstream SpaceEvo stage: quantised weight-sharing supernet training and subnet extraction."""
