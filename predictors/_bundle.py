@@ -1,0 +1,331 @@
+"""The predictor artefact: per-block-type models of one device and dtype, a composition term, a manifest.
+
+Saved as one JSON file (gzip when the name ends in ``.gz``): LightGBM text models, forests as arrays,
+no pickled code, so a predictor keeps loading after library upgrades.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from spaceevo.space import BlockConfig, SearchSpace, Subnet
+
+from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params
+from ._fast import SubnetLatencyTable
+from ._features import CONFIG_FIELDS, block_features, config_key, configs_from_frame, feature_schema
+from ._metrics import latency_metrics
+
+log = logging.getLogger(__name__)
+
+FORMAT = "spaceevo-latency-predictor"
+FORMAT_VERSION = 1
+DTYPES = ("int8", "fp32")
+
+
+class PredictorFileError(ValueError):
+    """A predictor file is corrupt, not a predictor, or of an incompatible format version."""
+
+
+def _runtime_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("spaceevo", "lightgbm", "scikit-learn", "numpy", "onnxruntime"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def dataset_digest(df: pd.DataFrame) -> str:
+    """SHA-256 of the training rows (key and median latency, sorted), independent of row order."""
+    cols = [c for c in ("kind", "key", "median_ms") if c in df.columns]
+    if "key" not in cols:
+        cols = [c for c in (*CONFIG_FIELDS, "median_ms") if c in df.columns]
+    text = "\n".join(sorted(df[cols].astype(str).agg("|".join, axis=1)))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _parse_space(space: SearchSpace | str) -> SearchSpace:
+    return space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+
+
+def _parse_subnet(space: SearchSpace, subnet: Subnet | str) -> Subnet:
+    return space.parse_subnet(subnet) if isinstance(subnet, str) else subnet
+
+
+class LatencyPredictor:
+    """Latency predictor of one device and dtype: one model per block type plus a composition term."""
+
+    def __init__(self, device: str = "unknown", dtype: str = "int8", estimator: str = "lgbm",
+                 estimator_params: dict | None = None, fingerprint: dict | None = None, source: str | None = None):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r} is not one of {list(DTYPES)}")
+        get_estimator(estimator)
+        self.device = device
+        self.dtype = dtype
+        self.estimator = estimator
+        self.estimator_params = dict(estimator_params or {})
+        self.fingerprint = dict(fingerprint or {})
+        self.source = source
+        self.models: dict = {}
+        self.composition = {"scale": 1.0, "offset_ms": 0.0, "n_models": 0}
+        self._manifest: dict = {}
+        self._tables: dict[str, SubnetLatencyTable] = {}
+
+    # -- training ------------------------------------------------------------------------------
+    def _make(self, unit_type: str):
+        cls = get_estimator(self.estimator)
+        params = dict(self.estimator_params)
+        if self.estimator == "rf":
+            params = {**nnmeter_rf_params(unit_type), **params}
+        return cls(**params)
+
+    @staticmethod
+    def _block_rows(df: pd.DataFrame) -> pd.DataFrame:
+        if "status" in df.columns:
+            df = df[df["status"].fillna("ok") == "ok"]
+        if "kind" in df.columns:
+            df = df[df["kind"] == "block"]
+        return df
+
+    def fit(self, df: pd.DataFrame) -> "LatencyPredictor":
+        """Fit one model per block type on block rows; learn the composition term from model rows, if any."""
+        blocks = self._block_rows(df)
+        if blocks.empty:
+            raise ValueError("no block measurements (kind='block', status='ok') to train on")
+        if "median_ms" not in blocks.columns:
+            raise ValueError("measurement table lacks the 'median_ms' column")
+        configs = configs_from_frame(blocks)
+        y = blocks["median_ms"].to_numpy(dtype=np.float64)
+        types = np.array([c.type for c in configs])
+        X = block_features(configs)
+        self.models = {}
+        for t in sorted(set(types)):
+            m = types == t
+            self.models[t] = self._make(t).fit(X[m], y[m])
+        self._tables = {}
+        self.composition = {"scale": 1.0, "offset_ms": 0.0, "n_models": 0}
+        models = df[df["kind"] == "model"] if "kind" in df.columns else df.iloc[:0]
+        if "status" in models.columns:
+            models = models[models["status"].fillna("ok") == "ok"]
+        if len(models):
+            self.fit_composition(models)
+        unit_pred = self.predict_blocks(configs)
+        self._manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "device": self.device, "dtype": self.dtype,
+            "estimator": self.estimator, "estimator_params": self.estimator_params,
+            "fingerprint": self.fingerprint, "source": self.source, "runtime": _runtime_versions(),
+            "feature_schema": feature_schema(), "dataset": {"digest": dataset_digest(df), "n_block_rows": len(blocks),
+                                                             "n_model_rows": int(len(models)),
+                                                             "block_types": sorted(self.models)},
+            "metrics": {"unit_train": latency_metrics(y, unit_pred), **self._manifest.get("metrics", {})},
+            "composition": self.composition,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return self
+
+    def fit_composition(self, models: pd.DataFrame) -> dict:
+        """Learn ``measured = scale * sum(blocks) + offset`` on whole-model rows, minimising relative error."""
+        spaces, subnets, y = [], [], []
+        for cfg, ms in zip(models["config"], models["median_ms"]):
+            c = json.loads(cfg) if isinstance(cfg, str) else dict(cfg)
+            spaces.append(c["space"])
+            subnets.append(c["subnet"])
+            y.append(float(ms))
+        y = np.asarray(y)
+        sums = np.array([self.predict_subnet(sp, sn, composed=False)["latency_ms"] for sp, sn in zip(spaces, subnets)])
+        scale, offset = _fit_linear_rel(sums, y)
+        loo = np.empty_like(y)
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            a, b = _fit_linear_rel(sums[keep], y[keep]) if keep.sum() >= 1 else (1.0, 0.0)
+            loo[i] = a * sums[i] + b
+        self.composition = {"scale": scale, "offset_ms": offset, "n_models": int(len(y))}
+        metrics = {"model_sum": latency_metrics(y, sums), "model_composed": latency_metrics(y, scale * sums + offset),
+                   "model_composed_loo": latency_metrics(y, loo)}
+        self._manifest.setdefault("metrics", {}).update(metrics)
+        self._manifest["composition"] = self.composition
+        self._tables = {}
+        return metrics
+
+    # -- queries -------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.models:
+            raise ValueError("this LatencyPredictor is not fitted; call fit(df) or load a saved predictor")
+
+    def predict_blocks(self, configs: Sequence[BlockConfig], return_source: bool = False):
+        """Latency (ms) of each block config; with ``return_source`` also 'lookup' or 'model' per config."""
+        self._check_fitted()
+        configs = list(configs)
+        out = np.zeros(len(configs))
+        source = np.full(len(configs), "model", dtype=object)
+        types = np.array([c.type for c in configs], dtype=object)
+        X = block_features(configs)
+        for t in sorted(set(types)):
+            if t not in self.models:
+                raise ValueError(f"block type {t!r} has no model in this predictor (trained types: "
+                                 f"{sorted(self.models)}); profile {t} blocks and retrain")
+            m = types == t
+            model = self.models[t]
+            out[m] = model.predict(X[m])
+            if return_source and hasattr(model, "predict_source"):
+                source[m] = np.where(model.predict_source(X[m]), "lookup", "model")
+        return (out, source.astype(str)) if return_source else out
+
+    def predict_block(self, config: BlockConfig | str) -> float:
+        """Latency (ms) of one block (a ``BlockConfig`` or its string form)."""
+        cfg = BlockConfig.parse(config) if isinstance(config, str) else config
+        return float(self.predict_blocks([cfg])[0])
+
+    def _compose(self, total):
+        return self.composition["scale"] * total + self.composition["offset_ms"]
+
+    def predict_subnet(self, space: SearchSpace | str, subnet: Subnet | str, composed: bool = True) -> dict:
+        """``latency_ms`` of a subnet (sum of blocks plus the composition term) and its ``blocks``."""
+        sp = _parse_space(space)
+        sn = _parse_subnet(sp, subnet)
+        blocks = sp.blocks(sn)
+        lat, src = self.predict_blocks([b.config for b in blocks], return_source=True)
+        total = float(lat.sum())
+        return {"space": str(sp), "subnet": str(sn), "latency_ms": float(self._compose(total)) if composed else total,
+                "blocks_sum_ms": total,
+                "blocks": [{"stage": b.stage, **b.config.as_dict(), "latency_ms": float(v), "source": str(s)}
+                           for b, v, s in zip(blocks, lat, src)]}
+
+    def table(self, space: SearchSpace | str) -> SubnetLatencyTable:
+        """The cached block-latency table of a search space (built on first use)."""
+        sp = _parse_space(space)
+        key = str(sp)
+        if key not in self._tables:
+            self._check_fitted()
+            self._tables[key] = SubnetLatencyTable(sp, self.predict_blocks)
+        return self._tables[key]
+
+    def predict_subnets(self, space: SearchSpace | str, subnets: Sequence[Subnet | str]) -> np.ndarray:
+        """Latency (ms) of many subnets with the cached table (vectorised gathers and sums)."""
+        sp = _parse_space(space)
+        subs = [_parse_subnet(sp, s) for s in subnets]
+        return self._compose(self.table(sp).sum_subnets(subs))
+
+    def predict_subnet_fast(self, space: SearchSpace | str, subnet: Subnet) -> float:
+        """Latency (ms) of one subnet from the cached table, in microseconds."""
+        return self._compose(self.table(space).sum_one(subnet))
+
+    # -- artefact ------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict:
+        """Format version, device fingerprint, runtime versions, feature schema, dataset digest, metrics, time."""
+        return dict(self._manifest)
+
+    def to_dict(self) -> dict:
+        """The whole predictor as JSON-able data."""
+        self._check_fitted()
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "manifest": self._manifest,
+                "composition": self.composition,
+                "models": {t: m.to_state() for t, m in sorted(self.models.items())}}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the predictor to one JSON file (gzip-compressed when ``path`` ends in ``.gz``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), separators=(",", ":"))
+        if path.suffix == ".gz":
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "<dict>") -> "LatencyPredictor":
+        """Rebuild a predictor from :meth:`to_dict` data; bad data raises ``PredictorFileError``."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PredictorFileError(f"{origin} is not a spaceevo latency predictor (format field "
+                                     f"{data.get('format') if isinstance(data, dict) else None!r}, expected {FORMAT!r})")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise PredictorFileError(f"{origin} has predictor format_version={version!r}; this spaceevo reads "
+                                     f"format_version {FORMAT_VERSION}: retrain it with 'spaceevo train'")
+        try:
+            man = data["manifest"]
+            schema = man["feature_schema"]
+            if schema != feature_schema():
+                raise PredictorFileError(f"{origin} was trained with feature schema version {schema.get('version')} "
+                                         f"which differs from this spaceevo's ({feature_schema()['version']}); retrain it")
+            pred = cls(device=man["device"], dtype=man["dtype"], estimator=man["estimator"],
+                       estimator_params=man.get("estimator_params"), fingerprint=man.get("fingerprint"),
+                       source=man.get("source"))
+            pred.models = {t: estimator_from_state(s) for t, s in data["models"].items()}
+            pred.composition = dict(data["composition"])
+            pred._manifest = man
+        except PredictorFileError:
+            raise
+        except Exception as exc:  # any structural problem of the file
+            raise PredictorFileError(f"{origin} is a corrupt spaceevo predictor ({type(exc).__name__}: {exc})") from exc
+        if not pred.models:
+            raise PredictorFileError(f"{origin} is a corrupt spaceevo predictor (no models)")
+        return pred
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyPredictor":
+        """Load a predictor file; corrupt or incompatible files raise ``PredictorFileError``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"predictor file {str(path)!r} does not exist")
+        try:
+            raw = path.read_bytes()
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            data = json.loads(raw.decode("utf-8"))
+        except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PredictorFileError(f"predictor file {str(path)!r} is corrupt or not a spaceevo predictor "
+                                     f"({type(exc).__name__}: {exc})") from exc
+        return cls.from_dict(data, origin=f"predictor file {str(path)!r}")
+
+    def __repr__(self) -> str:
+        return (f"LatencyPredictor(device={self.device!r}, dtype={self.dtype!r}, estimator={self.estimator!r}, "
+                f"types={sorted(self.models)})")
+
+
+def _fit_linear_rel(sums: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least squares of ``a*s + b ~ y`` in relative error; a scale only when fewer than 3 points."""
+    if len(y) == 0:
+        return 1.0, 0.0
+    if len(y) < 3 or np.ptp(sums) == 0:
+        return float(np.mean(y / sums)), 0.0
+    A = np.stack([sums / y, 1.0 / y], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, np.ones_like(y), rcond=None)
+    return float(a), float(b)
+
+
+def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimator: str = "lgbm",
+                    fingerprint: dict | None = None, source: str | None = None, estimator_params: dict | None = None,
+                    cv_folds: int = 5, seed: int = 0) -> LatencyPredictor:
+    """Train a predictor on the store's rows of one device and dtype; k-fold unit metrics go in the manifest."""
+    from ._evaluate import cross_validate_units
+
+    if "device" in df.columns and device is not None:
+        df = df[df["device"] == device]
+    if "dtype" in df.columns:
+        df = df[df["dtype"] == dtype]
+    if df.empty:
+        raise ValueError(f"no measurements for device={device!r} dtype={dtype!r}")
+    cv = cross_validate_units(df, estimator=estimator, folds=cv_folds, seed=seed,
+                              estimator_params=estimator_params) if cv_folds >= 2 else None
+    pred = LatencyPredictor(device=device, dtype=dtype, estimator=estimator, estimator_params=estimator_params,
+                            fingerprint=fingerprint, source=source).fit(df)
+    if cv is not None:
+        pred._manifest["metrics"]["unit_cv"] = cv["overall"]
+        pred._manifest["metrics"]["unit_cv_by_type"] = cv["by_type"]
+    return pred

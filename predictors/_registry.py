@@ -1,0 +1,94 @@
+"""Where predictors live: built-ins shipped in ``spaceevo/predictors/builtin/`` and ``$SPACEEVO_HOME/predictors``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ._bundle import LatencyPredictor, PredictorFileError
+
+_SUFFIXES = (".json.gz", ".json")
+
+
+def builtin_dir() -> Path:
+    """Folder of the predictors shipped with the package."""
+    return Path(__file__).resolve().parent / "builtin"
+
+
+def user_dir() -> Path:
+    """``$SPACEEVO_HOME/predictors`` (default ``~/.cache/spaceevo/predictors``)."""
+    home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
+    return Path(home) / "predictors"
+
+
+def _name_of(path: Path) -> str | None:
+    for suf in _SUFFIXES:
+        if path.name.endswith(suf):
+            return path.name[: -len(suf)]
+    return None
+
+
+def _files() -> list[tuple[str, str, Path]]:
+    out = []
+    for origin, folder in (("builtin", builtin_dir()), ("user", user_dir())):
+        if folder.is_dir():
+            for p in sorted(folder.iterdir()):
+                name = _name_of(p)
+                if name and p.is_file():
+                    out.append((name, origin, p))
+    return out
+
+
+def _peek_manifest(path: Path) -> dict:
+    import gzip
+
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return json.loads(raw.decode("utf-8")).get("manifest", {})
+
+
+def list_predictors() -> list[dict]:
+    """Known predictors: name, origin (builtin|user), path, device, dtype, estimator (or the load error)."""
+    rows = []
+    for name, origin, path in _files():
+        row = {"name": name, "origin": origin, "path": str(path)}
+        try:
+            man = _peek_manifest(path)
+            row.update({"device": man.get("device"), "dtype": man.get("dtype"), "estimator": man.get("estimator"),
+                        "created_at": man.get("created_at")})
+        except Exception as exc:  # a broken file is listed, not fatal
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+def predictor_path(name_or_path: str | Path) -> Path:
+    """Resolve a registered name (user dir first, then built-ins) or a file path."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    found = {name: path for name, _o, path in reversed(_files())}  # user overrides builtin
+    key = str(name_or_path)
+    if key in found:
+        return found[key]
+    names = sorted(found)
+    raise FileNotFoundError(f"predictor {key!r} is neither a file nor a registered name; registered predictors: "
+                            f"{names or 'none'} (built-ins in {builtin_dir()}, user ones in {user_dir()})")
+
+
+def load_predictor(name_or_path: str | Path) -> LatencyPredictor:
+    """Load a predictor by registered name or path."""
+    return LatencyPredictor.load(predictor_path(name_or_path))
+
+
+def install_predictor(pred: LatencyPredictor, name: str) -> Path:
+    """Save ``pred`` into the user directory under ``name``."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name={name!r} must be a plain file name (no '/')")
+    return pred.save(user_dir() / f"{name}.json.gz")
+
+
+__all__ = ["PredictorFileError", "builtin_dir", "install_predictor", "list_predictors", "load_predictor",
+           "predictor_path", "user_dir"]
