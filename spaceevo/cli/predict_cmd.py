@@ -1,0 +1,204 @@
+"""``spaceevo train | predict | eval | validate`` and ``spaceevo predictors ...``: latency predictors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import JsonOpt, emit, table
+
+# Sub-app for predictor management; other modules add commands with ``@predictors_app.command(...)``.
+predictors_app = typer.Typer(no_args_is_help=True, help="Registered latency predictors (built-in and user).")
+
+
+def read_measurements(db: str, device: str | None = None, dtype: str | None = None):
+    """Rows of a latency store (SQLite), or of a CSV / Parquet export of one."""
+    import pandas as pd
+
+    path = Path(db)
+    if not path.is_file():
+        raise FileNotFoundError(f"--db {db!r} does not exist")
+    if path.suffix in (".csv", ".parquet"):
+        df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        if device is not None and "device" in df.columns:
+            df = df[df["device"] == device]
+        if dtype is not None and "dtype" in df.columns:
+            df = df[df["dtype"] == dtype]
+        return df
+    from spaceevo.datasets.store import LatencyStore
+
+    return LatencyStore(path).read_measurements(device=device, dtype=dtype, kind=None, status="ok")
+
+
+def _metric_row(name: str, m: dict) -> list:
+    return [name, m["n"], f"{m['rmse_ms']:.4f}", f"{m['mape']:.2f}", f"{m['acc_5pct']:.1f}", f"{m['acc_10pct']:.1f}",
+            f"{m['kendall_tau']:.3f}"]
+
+
+_METRIC_COLS = ["level", "n", "RMSE (ms)", "MAPE (%)", "+-5% (%)", "+-10% (%)", "Kendall tau"]
+
+
+def _render_metrics(title: str, metrics: dict) -> None:
+    table(title, _METRIC_COLS, [_metric_row(k, v) for k, v in metrics.items() if isinstance(v, dict) and "n" in v])
+
+
+def _parse_block(text: str):
+    from spaceevo.space import BlockConfig
+
+    return BlockConfig.parse(text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``predict``, ``eval``, ``validate`` and the ``predictors`` group to ``app``."""
+    app.add_typer(predictors_app, name="predictors")
+
+    @app.command("train")
+    def train(db: str = typer.Option(..., "--db", help="latency store (SQLite) or its CSV/Parquet export"),
+              device: str = typer.Option(..., "--device", help="device id of the measurements"),
+              dtype: str = typer.Option("int8", "--dtype", help="int8 or fp32"),
+              output: Path = typer.Option(..., "-o", "--output", help="predictor file to write (.json or .json.gz)"),
+              estimator: str = typer.Option("lgbm", "--estimator", help="lgbm, rf (nn-Meter baseline) or lut"),
+              folds: int = typer.Option(5, "--folds", help="k of the k-fold unit-level metrics (0 to skip)"),
+              seed: int = typer.Option(0, "--seed"),
+              as_json: bool = JsonOpt) -> None:
+        """Train a predictor for one device and dtype from profiled block (and whole-subnet) rows."""
+        from spaceevo.predictors import train_predictor
+
+        df = read_measurements(db, device=device, dtype=dtype)
+        if df.empty:
+            raise ValueError(f"no measurements for --device {device!r} --dtype {dtype!r} in {db}")
+        fp = None
+        if "fingerprint_id" in df.columns:
+            ids = sorted(set(df["fingerprint_id"].dropna().astype(str)))
+            fp = {"fingerprint_ids": ids}
+        pred = train_predictor(df, device=device, dtype=dtype, estimator=estimator, fingerprint=fp,
+                               source=str(db), cv_folds=folds, seed=seed)
+        pred.save(output)
+        data = {"predictor": str(output), **{k: pred.manifest[k] for k in ("device", "dtype", "estimator",
+                                                                             "dataset", "metrics", "composition")}}
+        emit(data, as_json, lambda d: (_render_metrics(f"trained {d['estimator']} predictor -> {d['predictor']}",
+                                                       d["metrics"]),
+                                       typer.echo(f"composition: latency = {d['composition']['scale']:.4f} * "
+                                                  f"sum(blocks) + {d['composition']['offset_ms']:.4f} ms "
+                                                  f"({d['composition']['n_models']} whole subnets)")))
+
+    @app.command("predict")
+    def predict(subnet: Optional[str] = typer.Argument(None, help="subnet string d..._k..._w..._e..._r..."),
+                space: Optional[str] = typer.Option(None, "--space", help="search space, e.g. onnxw-151122-023231"),
+                predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),
+                file: Optional[Path] = typer.Option(None, "--file", help="subnets, one per line"),
+                block: Optional[str] = typer.Option(None, "--block",
+                                                    help="one block: 'MobileNetV2ResBlock hw=112 cin=16 cout=32 "
+                                                         "k=3 e=4 s=2 act=relu6'"),
+                fmt: str = typer.Option("csv", "--format", help="output of --file: csv or jsonl"),
+                as_json: bool = JsonOpt) -> None:
+        """Predict the latency of a subnet (with per-block latencies), of many subnets, or of one block."""
+        from spaceevo.predictors import load_predictor
+
+        chosen = sum(x is not None for x in (subnet, file, block))
+        if chosen != 1:
+            raise ValueError("give exactly one of SUBNET, --file or --block")
+        pred = load_predictor(predictor)
+        if block is not None:
+            cfg = _parse_block(block)
+            lat, src = pred.predict_blocks([cfg], return_source=True)
+            data = {**cfg.as_dict(), "block": cfg.to_string(), "latency_ms": float(lat[0]), "source": str(src[0])}
+            emit(data, as_json, lambda d: typer.echo(f"{d['block']}: {d['latency_ms']:.4f} ms ({d['source']})"))
+            return
+        if space is None:
+            raise ValueError("--space is required with SUBNET or --file")
+        if file is not None:
+            if fmt not in ("csv", "jsonl"):
+                raise ValueError(f"--format {fmt!r} is not one of ['csv', 'jsonl']")
+            if not file.is_file():
+                raise FileNotFoundError(f"--file {str(file)!r} does not exist")
+            lines = [ln.strip() for ln in file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            lat = pred.predict_subnets(space, lines)
+            if fmt == "jsonl" or as_json:
+                for s, v in zip(lines, lat):
+                    sys.stdout.write(json.dumps({"subnet": s, "latency_ms": float(v)}) + "\n")
+            else:
+                sys.stdout.write("subnet,latency_ms\n")
+                for s, v in zip(lines, lat):
+                    sys.stdout.write(f"{s},{v:.6f}\n")
+            return
+        data = pred.predict_subnet(space, subnet)
+
+        def render(d):
+            table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms)",
+                  ["stage", "block", "hw", "cin", "cout", "k", "e", "s", "latency (ms)", "source"],
+                  [[b["stage"], b["type"], b["hw"], b["cin"], b["cout"], b["k"], f"{b['e']:g}", b["stride"],
+                    f"{b['latency_ms']:.4f}", b["source"]] for b in d["blocks"]])
+        emit(data, as_json, render)
+
+    @app.command("eval")
+    def evaluate(predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),
+                 db: str = typer.Option(..., "--db", help="latency store (SQLite) or its CSV/Parquet export"),
+                 device: Optional[str] = typer.Option(None, "--device", help="default: the predictor's device"),
+                 folds: int = typer.Option(5, "--folds", help="k-fold retraining on --db (0 to skip)"),
+                 plot: Path = typer.Option(Path("predicted_vs_measured.png"), "--plot", help="scatter PNG"),
+                 as_json: bool = JsonOpt) -> None:
+        """Score a predictor on stored rows (unit and model level), k-fold on the same rows, and plot."""
+        from spaceevo.predictors import load_predictor
+        from spaceevo.predictors._report import evaluate_on_rows
+
+        pred = load_predictor(predictor)
+        df = read_measurements(db, device=device or pred.device, dtype=pred.dtype)
+        if df.empty:
+            raise ValueError(f"no rows for device {device or pred.device!r} dtype {pred.dtype!r} in {db}")
+        data = evaluate_on_rows(pred, df, folds=folds, plot=plot)
+        emit(data, as_json, lambda d: (_render_metrics(f"{predictor} on {db}", d["metrics"]),
+                                       typer.echo(f"scatter plot: {d['plot']}")))
+
+    @app.command("validate")
+    def validate(predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),
+                 space: str = typer.Option(..., "--space", help="search space, e.g. onnxw-151122-023231"),
+                 samples: int = typer.Option(50, "--samples", help="number of random subnets"),
+                 backend: str = typer.Option("ort", "--backend"),
+                 dtype: str = typer.Option("int8", "--dtype"),
+                 threads: int = typer.Option(1, "--threads"),
+                 resolution: Optional[int] = typer.Option(None, "--resolution", help="fix the input resolution"),
+                 seed: int = typer.Option(0, "--seed"),
+                 as_json: bool = JsonOpt) -> None:
+        """Measure random whole subnets and compare with the predictor: +-10%, +-5%, MAPE, Kendall tau."""
+        from spaceevo.predictors import load_predictor
+        from spaceevo.predictors._validate import validate_predictor
+
+        pred = load_predictor(predictor)
+        data = validate_predictor(pred, space, samples=samples, backend=backend, dtype=dtype, seed=seed,
+                                  threads=threads, resolution=resolution, progress=not as_json)
+
+        def render(d):
+            table(f"{d['space']}: {d['samples']} subnets measured with {d['backend']} {d['dtype']}",
+                  ["", "+-10% (%)", "+-5% (%)", "MAPE (%)", "Kendall tau"],
+                  [["with composition", f"{d['acc_10pct']:.1f}", f"{d['acc_5pct']:.1f}", f"{d['mape']:.2f}",
+                    f"{d['kendall_tau']:.3f}"],
+                   ["sum of blocks", f"{d['without_composition']['acc_10pct']:.1f}",
+                    f"{d['without_composition']['acc_5pct']:.1f}", f"{d['without_composition']['mape']:.2f}",
+                    f"{d['without_composition']['kendall_tau']:.3f}"]])
+        emit(data, as_json, render)
+
+    @predictors_app.command("list")
+    def predictors_list(as_json: bool = JsonOpt) -> None:
+        """List built-in and user predictors."""
+        from spaceevo.predictors import list_predictors
+
+        data = list_predictors()
+        emit(data, as_json, lambda d: table("predictors", ["name", "origin", "device", "dtype", "estimator", "path"],
+                                            [[x["name"], x["origin"], x.get("device", x.get("error")),
+                                              x.get("dtype", ""), x.get("estimator", ""), x["path"]] for x in d]))
+
+    @predictors_app.command("show")
+    def predictors_show(name: str = typer.Argument(..., help="registered name or file"),
+                        as_json: bool = JsonOpt) -> None:
+        """Show a predictor's manifest (device, runtime versions, dataset digest, metrics)."""
+        from spaceevo.predictors import load_predictor
+
+        man = load_predictor(name).manifest
+        emit(man, as_json, lambda m: (typer.echo(json.dumps({k: v for k, v in m.items() if k != "metrics"},
+                                                             indent=2, default=str)),
+                                      _render_metrics("training metrics", m.get("metrics", {}))))
