@@ -111,7 +111,7 @@ class LatencyPredictor:
         types = np.array([c.type for c in configs])
         X = block_features(configs)
         self.models = {}
-        for t in sorted(set(types)):
+        for t in sorted(set(types.tolist())):
             m = types == t
             self.models[t] = self._make(t).fit(X[m], y[m])
         self._tables = {}
@@ -172,7 +172,7 @@ class LatencyPredictor:
         source = np.full(len(configs), "model", dtype=object)
         types = np.array([c.type for c in configs], dtype=object)
         X = block_features(configs)
-        for t in sorted(set(types)):
+        for t in sorted(set(types.tolist())):
             if t not in self.models:
                 raise ValueError(f"block type {t!r} has no model in this predictor (trained types: "
                                  f"{sorted(self.models)}); profile {t} blocks and retrain")

@@ -1,0 +1,186 @@
+"""The predictor bundle: fit, sources, composition, save/load, corrupt files, fast path, registry."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from spaceevo.space import BlockConfig, SearchSpace
+from spaceevo.predictors import (
+    LatencyPredictor,
+    PredictorFileError,
+    install_predictor,
+    list_predictors,
+    load_predictor,
+    train_predictor,
+)
+from spaceevo.predictors._synthetic import synthetic_block_ms, synthetic_measurements
+
+SPACE = "onnxw-151122-023231"
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_measurements(SPACE, n_subnets=40, n_models=20, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pred(data):
+    return train_predictor(data, device="synthetic", dtype="int8", estimator="lgbm", cv_folds=3)
+
+
+@pytest.fixture(scope="module")
+def lut_pred(data):
+    return train_predictor(data, device="synthetic", dtype="int8", estimator="lut", cv_folds=0)
+
+
+def test_unit_accuracy_and_manifest(pred):
+    man = pred.manifest
+    assert man["format_version"] == 1 and man["device"] == "synthetic" and man["dtype"] == "int8"
+    assert man["dataset"]["digest"].startswith("sha256:") and man["dataset"]["n_model_rows"] == 20
+    assert man["runtime"]["lightgbm"] and man["feature_schema"]["names"][0] == "hw"
+    assert man["metrics"]["unit_cv"]["acc_10pct"] >= 90.0
+    assert man["metrics"]["unit_train"]["mape"] < 2.0
+
+
+def test_composition_corrects_the_block_sum(pred):
+    # synthetic whole subnets take 0.85 * sum + 0.05 ms
+    assert pred.composition["scale"] == pytest.approx(0.85, abs=0.05)
+    m = pred.manifest["metrics"]
+    assert m["model_composed_loo"]["mape"] < m["model_sum"]["mape"]
+    assert m["model_sum"]["acc_10pct"] < 50.0 <= m["model_composed_loo"]["acc_10pct"]
+
+
+def test_predict_blocks_sources(pred, lut_pred, data):
+    seen = BlockConfig.parse(data[data["kind"] == "block"]["key"].iloc[0])
+    unseen = BlockConfig("MobileNetV3ResBlock", 20, 112, 128, 5, 6.0, 1, "hswish")
+    lat, src = lut_pred.predict_blocks([seen, unseen], return_source=True)
+    assert list(src) == ["lookup", "model"]
+    measured = float(data.loc[data["key"] == seen.to_string(), "median_ms"].iloc[0])
+    assert lat[0] == pytest.approx(measured, rel=1e-12)
+    _, src = pred.predict_blocks([seen, unseen], return_source=True)
+    assert list(src) == ["model", "model"]
+    assert pred.predict_block(unseen.to_string()) == pytest.approx(synthetic_block_ms(unseen), rel=0.25)
+
+
+def test_unknown_block_type_is_a_clear_error(pred):
+    cfg = BlockConfig("ResNetSEBlock", 14, 128, 128, 3, 1.0, 1, "relu")
+    with pytest.raises(ValueError, match="block type 'ResNetSEBlock' has no model in this predictor"):
+        pred.predict_blocks([cfg])
+
+
+def test_predict_subnet_lists_blocks(pred):
+    sp = SearchSpace.parse(SPACE)
+    sn = sp.sample(1, seed=5)[0]
+    out = pred.predict_subnet(SPACE, str(sn))
+    assert len(out["blocks"]) == len(sp.blocks(sn))
+    assert sum(b["latency_ms"] for b in out["blocks"]) == pytest.approx(out["blocks_sum_ms"])
+    c = pred.composition
+    assert out["latency_ms"] == pytest.approx(c["scale"] * out["blocks_sum_ms"] + c["offset_ms"])
+    assert {"stage", "type", "hw", "cin", "cout", "k", "e", "stride", "act", "latency_ms", "source"} <= set(out["blocks"][0])
+
+
+@pytest.mark.parametrize("space", [SPACE, "onnxw-530421-101010"])
+def test_fast_path_equals_slow_path(pred, space):
+    sp = SearchSpace.parse(space)
+    subs = sp.sample(40, seed=3)
+    try:
+        slow = np.array([pred.predict_subnet(sp, s)["latency_ms"] for s in subs])
+    except ValueError as exc:  # this synthetic predictor lacks some block types of the second space
+        assert "has no model" in str(exc)
+        with pytest.raises(ValueError, match="has no model"):
+            pred.predict_subnets(sp, subs)
+        return
+    np.testing.assert_allclose(pred.predict_subnets(sp, subs), slow, rtol=1e-12)
+    np.testing.assert_allclose([pred.predict_subnet_fast(sp, s) for s in subs], slow, rtol=1e-12)
+    np.testing.assert_allclose(pred.predict_subnets(sp, [str(s) for s in subs]), slow, rtol=1e-12)
+
+
+def test_fast_path_rejects_invalid_subnet(pred):
+    sp = SearchSpace.parse(SPACE)
+    sn = sp.sample(1, seed=0)[0]
+    bad = str(sn).replace(f"_r{sn.resolution}", "_r170")
+    with pytest.raises(ValueError, match="r=170 is not in onnxw resolutions"):
+        pred.predict_subnets(sp, [bad])
+
+
+@pytest.mark.parametrize("name", ["p.json", "p.json.gz"])
+@pytest.mark.parametrize("fixture", ["pred", "lut_pred"])
+def test_save_load_identical(request, tmp_path, name, fixture, data):
+    p = request.getfixturevalue(fixture)
+    path = p.save(tmp_path / name)
+    q = LatencyPredictor.load(path)
+    blocks = [BlockConfig.parse(k) for k in data[data["kind"] == "block"]["key"]]
+    np.testing.assert_array_equal(q.predict_blocks(blocks), p.predict_blocks(blocks))
+    sp = SearchSpace.parse(SPACE)
+    subs = sp.sample(20, seed=9)
+    np.testing.assert_array_equal(q.predict_subnets(sp, subs), p.predict_subnets(sp, subs))
+    assert q.manifest == json.loads(json.dumps(p.manifest))
+
+
+def test_rf_bundle_round_trip(tmp_path, data):
+    p = train_predictor(data, device="synthetic", estimator="rf", cv_folds=0,
+                        estimator_params={"n_estimators": 20})
+    q = LatencyPredictor.load(p.save(tmp_path / "rf.json.gz"))
+    blocks = [BlockConfig.parse(k) for k in data[data["kind"] == "block"]["key"][:50]]
+    np.testing.assert_array_equal(q.predict_blocks(blocks), p.predict_blocks(blocks))
+
+
+def test_corrupt_and_incompatible_files(tmp_path, pred):
+    good = pred.save(tmp_path / "good.json")
+    text = good.read_text()
+    (tmp_path / "trunc.json").write_text(text[: len(text) // 2])
+    with pytest.raises(PredictorFileError, match="is corrupt or not a spaceevo predictor"):
+        LatencyPredictor.load(tmp_path / "trunc.json")
+    (tmp_path / "bad.json.gz").write_bytes(gzip.compress(text.encode())[:100])
+    with pytest.raises(PredictorFileError, match="is corrupt or not a spaceevo predictor"):
+        LatencyPredictor.load(tmp_path / "bad.json.gz")
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(PredictorFileError, match="is not a spaceevo latency predictor"):
+        LatencyPredictor.load(tmp_path / "other.json")
+    data = json.loads(text)
+    data["format_version"] = 99
+    (tmp_path / "v99.json").write_text(json.dumps(data))
+    with pytest.raises(PredictorFileError, match="format_version=99; this spaceevo reads format_version 1"):
+        LatencyPredictor.load(tmp_path / "v99.json")
+    data = json.loads(text)
+    data["manifest"]["feature_schema"]["version"] = 0
+    (tmp_path / "schema.json").write_text(json.dumps(data))
+    with pytest.raises(PredictorFileError, match="feature schema version 0"):
+        LatencyPredictor.load(tmp_path / "schema.json")
+    data = json.loads(text)
+    first = next(iter(data["models"]))
+    data["models"][first]["model"] = "garbage"
+    (tmp_path / "model.json").write_text(json.dumps(data))
+    with pytest.raises(PredictorFileError, match="is a corrupt spaceevo predictor"):
+        LatencyPredictor.load(tmp_path / "model.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LatencyPredictor.load(tmp_path / "missing.json")
+
+
+def test_unfitted_and_bad_arguments():
+    with pytest.raises(ValueError, match="not fitted"):
+        LatencyPredictor().predict_blocks([])
+    with pytest.raises(ValueError, match=r"dtype='int4' is not one of \['int8', 'fp32'\]"):
+        LatencyPredictor(dtype="int4")
+    with pytest.raises(ValueError, match="no block measurements"):
+        import pandas as pd
+
+        LatencyPredictor().fit(pd.DataFrame({"kind": ["model"], "median_ms": [1.0]}))
+
+
+def test_registry_user_dir(tmp_path, monkeypatch, pred):
+    monkeypatch.setenv("SPACEEVO_HOME", str(tmp_path / "home"))
+    path = install_predictor(pred, "my-cpu")
+    assert path.parent == tmp_path / "home" / "predictors"
+    rows = [r for r in list_predictors() if r["origin"] == "user"]
+    assert rows == [{"name": "my-cpu", "origin": "user", "path": str(path), "device": "synthetic", "dtype": "int8",
+                     "estimator": "lgbm", "created_at": pred.manifest["created_at"]}]
+    assert load_predictor("my-cpu").manifest == load_predictor(path).manifest
+    with pytest.raises(FileNotFoundError, match="predictor 'nope' is neither a file nor a registered name"):
+        load_predictor("nope")
+    with pytest.raises(ValueError, match="must be a plain file name"):
+        install_predictor(pred, "a/b")
