@@ -49,7 +49,11 @@ def _render_metrics(title: str, metrics: dict) -> None:
 def _parse_block(text: str):
     from spaceevo.space import BlockConfig
 
-    return BlockConfig.parse(text)
+    try:
+        return BlockConfig.parse(text)
+    except TypeError as exc:  # a field is missing
+        raise ValueError(f"--block {text!r} must look like 'MobileNetV2ResBlock hw=112 cin=16 cout=32 k=3 e=4 s=2 "
+                         f"act=relu6' ({exc})") from None
 
 
 def register(app: typer.Typer) -> None:
