@@ -79,7 +79,7 @@ class LatencyPredictor:
         self.fingerprint = dict(fingerprint or {})
         self.source = source
         self.models: dict = {}
-        self.composition = {"scale": 1.0, "offset_ms": 0.0, "n_models": 0}
+        self.composition = _identity_composition()
         self._manifest: dict = {}
         self._tables: dict[str, SubnetLatencyTable] = {}
 
@@ -115,7 +115,7 @@ class LatencyPredictor:
             m = types == t
             self.models[t] = self._make(t).fit(X[m], y[m])
         self._tables = {}
-        self.composition = {"scale": 1.0, "offset_ms": 0.0, "n_models": 0}
+        self.composition = _identity_composition()
         models = df[df["kind"] == "model"] if "kind" in df.columns else df.iloc[:0]
         if "status" in models.columns:
             models = models[models["status"].fillna("ok") == "ok"]
@@ -136,7 +136,12 @@ class LatencyPredictor:
         return self
 
     def fit_composition(self, models: pd.DataFrame) -> dict:
-        """Learn ``measured = scale * sum(blocks) + offset`` on whole-model rows, minimising relative error."""
+        """Learn ``measured = scale * sum(blocks) + params_coef * params_m + offset`` on whole-model rows.
+
+        Blocks timed alone keep their weights in cache and pay per-model overheads; a whole network does
+        neither, so the correction has a size term (params, M) besides the scale and offset. Fitted by least
+        squares in relative error.
+        """
         spaces, subnets, y = [], [], []
         for cfg, ms in zip(models["config"], models["median_ms"]):
             c = json.loads(cfg) if isinstance(cfg, str) else dict(cfg)
@@ -144,15 +149,18 @@ class LatencyPredictor:
             subnets.append(c["subnet"])
             y.append(float(ms))
         y = np.asarray(y)
-        sums = np.array([self.predict_subnet(sp, sn, composed=False)["latency_ms"] for sp, sn in zip(spaces, subnets)])
-        scale, offset = _fit_linear_rel(sums, y)
+        outs = [self.predict_subnet(sp, sn, composed=False) for sp, sn in zip(spaces, subnets)]
+        sums = np.array([o["latency_ms"] for o in outs])
+        params = np.array([o["params_m"] for o in outs])
+        coef = _fit_composition(sums, params, y)
         loo = np.empty_like(y)
         for i in range(len(y)):
             keep = np.arange(len(y)) != i
-            a, b = _fit_linear_rel(sums[keep], y[keep]) if keep.sum() >= 1 else (1.0, 0.0)
-            loo[i] = a * sums[i] + b
-        self.composition = {"scale": scale, "offset_ms": offset, "n_models": int(len(y))}
-        metrics = {"model_sum": latency_metrics(y, sums), "model_composed": latency_metrics(y, scale * sums + offset),
+            c = _fit_composition(sums[keep], params[keep], y[keep])
+            loo[i] = _apply(c, sums[i], params[i])
+        self.composition = {**coef, "n_models": int(len(y)), "features": ["blocks_sum_ms", "params_m"]}
+        metrics = {"model_sum": latency_metrics(y, sums),
+                   "model_composed": latency_metrics(y, _apply(coef, sums, params)),
                    "model_composed_loo": latency_metrics(y, loo)}
         self._manifest.setdefault("metrics", {}).update(metrics)
         self._manifest["composition"] = self.composition
@@ -188,8 +196,8 @@ class LatencyPredictor:
         cfg = BlockConfig.parse(config) if isinstance(config, str) else config
         return float(self.predict_blocks([cfg])[0])
 
-    def _compose(self, total):
-        return self.composition["scale"] * total + self.composition["offset_ms"]
+    def _compose(self, total, params_m=0.0):
+        return _apply(self.composition, total, params_m)
 
     def predict_subnet(self, space: SearchSpace | str, subnet: Subnet | str, composed: bool = True) -> dict:
         """``latency_ms`` of a subnet (sum of blocks plus the composition term) and its ``blocks``."""
@@ -198,8 +206,10 @@ class LatencyPredictor:
         blocks = sp.blocks(sn)
         lat, src = self.predict_blocks([b.config for b in blocks], return_source=True)
         total = float(lat.sum())
-        return {"space": str(sp), "subnet": str(sn), "latency_ms": float(self._compose(total)) if composed else total,
-                "blocks_sum_ms": total,
+        params_m = sum(b.config.params for b in blocks) / 1e6
+        return {"space": str(sp), "subnet": str(sn),
+                "latency_ms": float(self._compose(total, params_m)) if composed else total,
+                "blocks_sum_ms": total, "params_m": params_m,
                 "blocks": [{"stage": b.stage, **b.config.as_dict(), "latency_ms": float(v), "source": str(s)}
                            for b, v, s in zip(blocks, lat, src)]}
 
@@ -216,11 +226,22 @@ class LatencyPredictor:
         """Latency (ms) of many subnets with the cached table (vectorised gathers and sums)."""
         sp = _parse_space(space)
         subs = [_parse_subnet(sp, s) for s in subnets]
-        return self._compose(self.table(sp).sum_subnets(subs))
+        table = self.table(sp)
+        enc = table.encode(subs)
+        params = table.sum_encoded(*enc, values=table.params_m) if self.composition.get("params_coef") else 0.0
+        return self._compose(table.sum_encoded(*enc), params)
+
+    def predict_encoded(self, space: SearchSpace | str, r_idx: np.ndarray, depths: np.ndarray,
+                        codes: np.ndarray) -> np.ndarray:
+        """Latency (ms) of subnets already encoded with ``table(space).encode`` (the fastest path)."""
+        table = self.table(space)
+        params = table.sum_encoded(r_idx, depths, codes, values=table.params_m) \
+            if self.composition.get("params_coef") else 0.0
+        return self._compose(table.sum_encoded(r_idx, depths, codes), params)
 
     def predict_subnet_fast(self, space: SearchSpace | str, subnet: Subnet) -> float:
         """Latency (ms) of one subnet from the cached table, in microseconds."""
-        return self._compose(self.table(space).sum_one(subnet))
+        return self._compose(*self.table(space).sums_one(subnet))
 
     # -- artefact ------------------------------------------------------------------------------
     @property
@@ -298,15 +319,28 @@ class LatencyPredictor:
                 f"types={sorted(self.models)})")
 
 
-def _fit_linear_rel(sums: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least squares of ``a*s + b ~ y`` in relative error; a scale only when fewer than 3 points."""
+def _identity_composition() -> dict:
+    return {"scale": 1.0, "params_coef": 0.0, "offset_ms": 0.0, "n_models": 0, "features": ["blocks_sum_ms", "params_m"]}
+
+
+def _apply(c: dict, total, params_m):
+    return c["scale"] * total + c.get("params_coef", 0.0) * params_m + c["offset_ms"]
+
+
+def _fit_composition(sums: np.ndarray, params: np.ndarray, y: np.ndarray) -> dict:
+    """Least squares of ``a*sum + p*params + b ~ y`` in relative error; fewer terms with fewer points."""
+    out = {"scale": 1.0, "params_coef": 0.0, "offset_ms": 0.0}
     if len(y) == 0:
-        return 1.0, 0.0
+        return out
     if len(y) < 3 or np.ptp(sums) == 0:
-        return float(np.mean(y / sums)), 0.0
-    A = np.stack([sums / y, 1.0 / y], axis=1)
-    (a, b), *_ = np.linalg.lstsq(A, np.ones_like(y), rcond=None)
-    return float(a), float(b)
+        out["scale"] = float(np.mean(y / sums))
+        return out
+    cols = [sums / y, 1.0 / y] if len(y) < 6 else [sums / y, params / y, 1.0 / y]
+    w, *_ = np.linalg.lstsq(np.stack(cols, axis=1), np.ones_like(y), rcond=None)
+    out["scale"], out["offset_ms"] = float(w[0]), float(w[-1])
+    if len(w) == 3:
+        out["params_coef"] = float(w[1])
+    return out
 
 
 def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimator: str = "lgbm",

@@ -60,10 +60,14 @@ class SubnetLatencyTable:
             configs.append(BlockConfig("LogitsBlock", 1, h.feature_mix_width, h.n_classes, 1, 0, 1, "relu"))
         self.configs = configs
         self.latency = np.asarray(block_latency(configs), dtype=np.float64)
+        self.params_m = np.array([c.params for c in configs], dtype=np.float64) / 1e6
         self._lat_list = self.latency.tolist()
+        self._params_list = self.params_m.tolist()
         self._base_list = self.base.tolist()
         nw_last = len(self._w[-1])
         self._fixed_head = [self._lat_list[b + nw_last] + self._lat_list[b + nw_last + 1] for b in self.head_base]
+        self._fixed_head_params = [self._params_list[b + nw_last] + self._params_list[b + nw_last + 1]
+                                   for b in self.head_base]
 
     # -- encoding ------------------------------------------------------------------------------
     def encode(self, subnets: Sequence[Subnet]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,18 +103,18 @@ class SubnetLatencyTable:
 
     # -- queries -------------------------------------------------------------------------------
     def sum_encoded(self, r_idx: np.ndarray, depths: np.ndarray, codes: np.ndarray,
-                    chunk: int = 1 << 14) -> np.ndarray:
-        """Sum of block latencies (ms) of encoded subnets, vectorised (in cache-sized chunks)."""
+                    chunk: int = 1 << 14, values: np.ndarray | None = None) -> np.ndarray:
+        """Sum of block latencies (ms; or of ``values``, one per cached config) of encoded subnets, vectorised."""
+        lat = self.latency if values is None else values
         n = len(r_idx)
         if n <= chunk:
-            return self._sum_chunk(r_idx, depths, codes)
+            return self._sum_chunk(r_idx, depths, codes, lat)
         out = np.empty(n)
         for i in range(0, n, chunk):
-            out[i:i + chunk] = self._sum_chunk(r_idx[i:i + chunk], depths[i:i + chunk], codes[i:i + chunk])
+            out[i:i + chunk] = self._sum_chunk(r_idx[i:i + chunk], depths[i:i + chunk], codes[i:i + chunk], lat)
         return out
 
-    def _sum_chunk(self, r_idx: np.ndarray, depths: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        lat = self.latency
+    def _sum_chunk(self, r_idx: np.ndarray, depths: np.ndarray, codes: np.ndarray, lat: np.ndarray) -> np.ndarray:
         total = lat[self.head_base[r_idx] + len(self._w[-1])] + lat[self.head_base[r_idx] + len(self._w[-1]) + 1]
         base = self.base[r_idx]  # (n, S, 2)
         prev_w = np.zeros(len(r_idx), dtype=np.int64)
@@ -134,11 +138,16 @@ class SubnetLatencyTable:
 
     def sum_one(self, sn: Subnet) -> float:
         """Sum of block latencies (ms) of one subnet, in plain Python (microseconds)."""
-        lat = self._lat_list
+        return self.sums_one(sn)[0]
+
+    def sums_one(self, sn: Subnet) -> tuple[float, float]:
+        """Sums of block latencies (ms) and block params (M) of one subnet, in plain Python."""
+        lat, par = self._lat_list, self._params_list
         try:
             ri = self._r_index[sn.resolution]
             base = self._base_list[ri]
             total = self._fixed_head[ri]
+            params = self._fixed_head_params[ri]
             pos, prev = 0, 0
             for s, d in enumerate(sn.depths):
                 kp, wp, ep = self._kpos[s], self._wpos[s], self._epos[s]
@@ -147,9 +156,12 @@ class SubnetLatencyTable:
                 for j in range(d):
                     w = wp[sn.widths[pos]]
                     c = (kp[sn.kernel_sizes[pos]] * nw + w) * ne + ep[sn.expand_ratios[pos]]
-                    total += lat[base[s][0 if j == 0 else 1] + prev * nc + c]
+                    i = base[s][0 if j == 0 else 1] + prev * nc + c
+                    total += lat[i]
+                    params += par[i]
                     prev, pos = w, pos + 1
-            return total + lat[int(self.head_base[ri]) + prev]
+            i = int(self.head_base[ri]) + prev
+            return total + lat[i], params + par[i]
         except (KeyError, IndexError):
             self.space.validate(sn)
             raise ValueError(f"subnet {sn} is outside the cached resolutions {list(self.resolutions)}") from None

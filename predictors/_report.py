@@ -30,8 +30,9 @@ def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, p
     if len(models):
         cfgs = [json.loads(c) if isinstance(c, str) else c for c in models["config"]]
         y = models["median_ms"].to_numpy(dtype=np.float64)
-        sums = np.array([pred.predict_subnet(c["space"], c["subnet"], composed=False)["latency_ms"] for c in cfgs])
-        composed = pred.composition["scale"] * sums + pred.composition["offset_ms"]
+        outs = [pred.predict_subnet(c["space"], c["subnet"]) for c in cfgs]
+        sums = np.array([o["blocks_sum_ms"] for o in outs])
+        composed = np.array([o["latency_ms"] for o in outs])
         metrics["model_sum"] = latency_metrics(y, sums)
         metrics["model_composed"] = latency_metrics(y, composed)
         points["subnets"] = (y, composed)

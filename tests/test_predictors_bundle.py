@@ -79,7 +79,9 @@ def test_predict_subnet_lists_blocks(pred):
     assert len(out["blocks"]) == len(sp.blocks(sn))
     assert sum(b["latency_ms"] for b in out["blocks"]) == pytest.approx(out["blocks_sum_ms"])
     c = pred.composition
-    assert out["latency_ms"] == pytest.approx(c["scale"] * out["blocks_sum_ms"] + c["offset_ms"])
+    assert out["latency_ms"] == pytest.approx(c["scale"] * out["blocks_sum_ms"] + c["params_coef"] * out["params_m"]
+                                              + c["offset_ms"])
+    assert out["params_m"] == pytest.approx(sum(b.config.params for b in sp.blocks(sn)) / 1e6)
     assert {"stage", "type", "hw", "cin", "cout", "k", "e", "stride", "act", "latency_ms", "source"} <= set(out["blocks"][0])
 
 
