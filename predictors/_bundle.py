@@ -226,18 +226,18 @@ class LatencyPredictor:
         """Latency (ms) of many subnets with the cached table (vectorised gathers and sums)."""
         sp = _parse_space(space)
         subs = [_parse_subnet(sp, s) for s in subnets]
-        table = self.table(sp)
-        enc = table.encode(subs)
-        params = table.sum_encoded(*enc, values=table.params_m) if self.composition.get("params_coef") else 0.0
-        return self._compose(table.sum_encoded(*enc), params)
+        return self.predict_encoded(sp, *self.table(sp).encode(subs))
 
     def predict_encoded(self, space: SearchSpace | str, r_idx: np.ndarray, depths: np.ndarray,
                         codes: np.ndarray) -> np.ndarray:
-        """Latency (ms) of subnets already encoded with ``table(space).encode`` (the fastest path)."""
+        """Latency (ms) of subnets already encoded with ``table(space).encode`` (the fastest path).
+
+        The composition is linear, so it folds into one per-block value: one gather-and-sum per subnet.
+        """
         table = self.table(space)
-        params = table.sum_encoded(r_idx, depths, codes, values=table.params_m) \
-            if self.composition.get("params_coef") else 0.0
-        return self._compose(table.sum_encoded(r_idx, depths, codes), params)
+        c = self.composition
+        values = c["scale"] * table.latency + c.get("params_coef", 0.0) * table.params_m
+        return table.sum_encoded(r_idx, depths, codes, values=values) + c["offset_ms"]
 
     def predict_subnet_fast(self, space: SearchSpace | str, subnet: Subnet) -> float:
         """Latency (ms) of one subnet from the cached table, in microseconds."""
