@@ -32,12 +32,20 @@ class LutRecovery:
     rows: pd.DataFrame
     report: dict = field(default_factory=dict)
 
-    def to_frame(self) -> pd.DataFrame:
-        """The recovered blocks in the collector's dataset columns (median_ms = recovered latency)."""
+    unidentifiable: np.ndarray | None = None
+
+    def to_frame(self, trusted_only: bool = False) -> pd.DataFrame:
+        """The recovered blocks in the collector's dataset columns (median_ms = recovered latency).
+
+        ``trusted_only`` drops blocks the rows do not determine uniquely and blocks recovered as <= 0 ms.
+        """
         device = DEVICES[self.hyperspace]
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         recs = []
-        for cfg, ms in zip(self.blocks, self.latency_ms):
+        bad = self.unidentifiable if self.unidentifiable is not None else np.zeros(len(self.blocks), bool)
+        for cfg, ms, b in zip(self.blocks, self.latency_ms, bad):
+            if trusted_only and (b or not ms > 0):
+                continue
             d = cfg.as_dict()
             recs.append({"kind": "block", **d, "config": json.dumps(d, sort_keys=True), "key": cfg.to_string(),
                          "device": device, "backend": BACKENDS[self.hyperspace], "dtype": "int8", "threads": 1,
@@ -108,9 +116,7 @@ def recover_block_latencies(lut_dir: str | Path, hyperspace: str) -> LutRecovery
               "max_abs_residual_ms": float(np.abs(pred - y).max()), "max_rel_residual": float(rel.max()),
               "rows_within_0.5pct": float((rel <= 0.005).mean())}
     log.info("recovered %s: %s", hyperspace, report)
-    rec = LutRecovery(hyperspace, blocks, x, rows, report)
-    rec.unidentifiable = unident  # type: ignore[attr-defined]
-    return rec
+    return LutRecovery(hyperspace, blocks, x, rows, report, unident)
 
 
 def fixed_blocks_frame(path: str | Path) -> pd.DataFrame:

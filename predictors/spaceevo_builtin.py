@@ -26,7 +26,7 @@ def build_spaceevo(lut_dir: str | Path, fixed_csv: str | Path | None = None, out
     reports = {}
     for hyper in hyperspaces:
         rec = recover_block_latencies(lut_dir, hyper)
-        df = rec.to_frame()
+        df = rec.to_frame(trusted_only=True)
         if hyper == "onnxw" and fixed_csv is not None:
             df = pd.concat([df, fixed_blocks_frame(fixed_csv)], ignore_index=True)
         device = DEVICES[hyper]
