@@ -206,3 +206,20 @@ def register(app: typer.Typer) -> None:
         emit(man, as_json, lambda m: (typer.echo(json.dumps({k: v for k, v in m.items() if k != "metrics"},
                                                              indent=2, default=str)),
                                       _render_metrics("training metrics", m.get("metrics", {}))))
+
+    @predictors_app.command("build-spaceevo")
+    def predictors_build_spaceevo(lut_dir: str = typer.Option(..., "--lut-dir", help="block_lut folder (onnxw/, mobilew/)"),
+                                  fixed_csv: Optional[str] = typer.Option(None, "--fixed-csv",
+                                                                          help="vnni_fixed_blocks.csv"),
+                                  out: Optional[str] = typer.Option(None, "-o", "--out",
+                                                                    help="output folder (default: built-ins)"),
+                                  as_json: bool = JsonOpt) -> None:
+        """Rebuild vnni-ort-int8 and pixel4-tflite-int8 from the public SpaceEvo look-up tables."""
+        from spaceevo.predictors.spaceevo_builtin import build_spaceevo
+
+        data = build_spaceevo(lut_dir, fixed_csv, out)
+        emit(data, as_json, lambda d: table("recovered predictors", ["device", "rows", "blocks", "rank def.",
+                                                                     "unident.", "max rel. resid.", "path"],
+                                            [[k, v["rows"], v["distinct_blocks"], v["rank_deficiency"],
+                                              v["unidentifiable_blocks"], f"{v['max_rel_residual']:.4f}", v["path"]]
+                                             for k, v in d.items()]))
