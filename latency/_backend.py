@@ -1,0 +1,160 @@
+"""The backend interface (prepare -> time -> report) and the backend registry."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import logging
+from typing import Any, Callable
+
+from ._fingerprint import fingerprint_id, host_facts
+from ._stats import TimingStats
+
+log = logging.getLogger(__name__)
+
+DTYPES: tuple[str, ...] = ("int8", "fp32")
+
+
+def check_dtype(dtype: str) -> str:
+    """Validate a dtype name."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not in {list(DTYPES)}")
+    return dtype
+
+
+def _positive(name: str, value: Any, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+class Backend(abc.ABC):
+    """A timing backend: convert a unit ahead of timing, time it under the protocol, report statistics.
+
+    Protocol: the unit is converted first (not timed); the process is pinned to fixed cores; each
+    attempt opens a fresh session, runs ``warmup`` untimed and ``repeats`` timed inferences; when the
+    CV exceeds ``max_cv`` the unit is re-measured (up to ``max_attempts`` attempts, the steadiest kept).
+    """
+
+    name: str = ""
+    extra: str = ""  # the pip extra that brings this backend's runtime
+
+    def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0) -> None:
+        self.threads = _positive("threads", threads)
+        self.repeats = _positive("repeats", repeats, 2)
+        self.warmup = _positive("warmup", warmup, 0)
+        if not isinstance(max_cv, (int, float)) or max_cv <= 0:
+            raise ValueError(f"max_cv={max_cv!r} must be a number > 0")
+        self.max_cv = float(max_cv)
+        self.max_attempts = _positive("max_attempts", max_attempts)
+        self.cores = list(cores) if cores else None
+        self.seed = seed
+
+    # -- what a backend implements --------------------------------------------------------------
+    @abc.abstractmethod
+    def available(self) -> bool:
+        """Whether this backend's runtime (and device) can be used here."""
+
+    @abc.abstractmethod
+    def runtime_versions(self) -> dict:
+        """Versions of the runtimes used to convert and time."""
+
+    @abc.abstractmethod
+    def prepare(self, unit, dtype: str) -> Any:
+        """Convert ``unit`` to the artifact that :meth:`time_once` runs (INT8 or FP32)."""
+
+    @abc.abstractmethod
+    def time_once(self, artifact: Any) -> TimingStats:
+        """One attempt: fresh session, warm-up, timed repeats."""
+
+    def device_facts(self) -> dict:
+        """Facts about the device that runs the timing (the host by default)."""
+        return host_facts()
+
+    def settings(self, dtype: str) -> dict:
+        """Backend settings that change the measured number (recorded in the fingerprint)."""
+        return {}
+
+    # -- shared protocol -----------------------------------------------------------------------
+    def require(self) -> None:
+        """Raise a clear error when the backend cannot be used here."""
+        if not self.available():
+            hint = f": pip install 'spaceevo[{self.extra}]'" if self.extra else ""
+            raise ImportError(f"backend {self.name!r} is not available on this machine{hint}")
+
+    def pin_cores(self) -> list[int]:
+        """The cores the timing process is pinned to."""
+        from ._pinning import choose_cores
+
+        return choose_cores(self.threads, self.cores)
+
+    def fingerprint(self, dtype: str, threads: int | None = None) -> dict:
+        """Backend, runtime versions, dtype, threads, pinned cores, protocol and device facts."""
+        check_dtype(dtype)
+        return {"backend": self.name, "runtime": self.runtime_versions(), "dtype": dtype,
+                "threads": threads or self.threads, "pinned_cores": self.pin_cores(),
+                "protocol": {"warmup": self.warmup, "repeats": self.repeats, "max_cv": self.max_cv,
+                             "max_attempts": self.max_attempts},
+                "settings": self.settings(dtype), **self.device_facts()}
+
+    def fingerprint_id(self, dtype: str) -> str:
+        """Stable id of :meth:`fingerprint`."""
+        return fingerprint_id(self.fingerprint(dtype))
+
+    def measure_artifact(self, artifact: Any) -> TimingStats:
+        """Time a prepared artifact: re-measure while CV > ``max_cv``, keep the steadiest attempt."""
+        best: TimingStats | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            stats = self.time_once(artifact)
+            if best is None or stats.cv < best.cv:
+                best = stats
+            if best.cv <= self.max_cv:
+                break
+            log.debug("%s: CV %.3f > %.3f, re-measuring (attempt %d)", self.name, stats.cv, self.max_cv, attempt)
+        return TimingStats(**{**best.as_dict(), "attempts": attempt})
+
+    def measure(self, unit, dtype: str = "int8") -> TimingStats:
+        """Convert ``unit`` to ``dtype`` ahead of timing, then time it under the protocol."""
+        check_dtype(dtype)
+        self.require()
+        return self.measure_artifact(self.prepare(unit, dtype))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(threads={self.threads}, repeats={self.repeats}, warmup={self.warmup}, "
+                f"max_cv={self.max_cv})")
+
+
+_BACKENDS: dict[str, str] = {}  # name -> "module:Class", imported lazily
+
+
+def register_backend(name: str, target: str) -> None:
+    """Register backend ``name`` as ``"module:Class"`` (imported only when chosen)."""
+    _BACKENDS[name] = target
+
+
+def list_backends() -> list[str]:
+    """Names of the registered backends."""
+    return sorted(_BACKENDS)
+
+
+def backend_class(name: str) -> Callable[..., Backend]:
+    """The class of backend ``name``; the error lists the valid names."""
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(list_backends())}")
+    module, cls = _BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module, __package__), cls)
+
+
+def get_backend(name: str, **opts: Any) -> Backend:
+    """An instance of backend ``name`` with options (threads, repeats, warmup, max_cv, ...)."""
+    cls = backend_class(name)
+    try:
+        return cls(**opts)
+    except TypeError as exc:
+        raise ValueError(f"backend {name!r}: bad option ({exc})") from None
+
+
+register_backend("ort", "._ort:OrtBackend")
+register_backend("tflite", "._tflite:TfliteBackend")
+register_backend("adb", "._adb:AdbBackend")

@@ -1,0 +1,103 @@
+"""onnxruntime on the CPU: INT8 via ``quantize_static`` (QDQ by default), FP32 as built."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from typing import Any
+
+from ._backend import Backend, check_dtype
+from ._pinning import pinned
+from ._quantize import QUANT_FORMATS, QUANT_TYPES, _check, input_feeds, quantize_onnx_int8
+from ._stats import TimingStats
+
+
+class OrtBackend(Backend):
+    """onnxruntime CPU execution provider; sequential execution, full graph optimisation."""
+
+    name = "ort"
+    extra = ""
+
+    def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
+                 quant_format: str = "qdq", activation_type: str = "uint8", weight_type: str = "int8",
+                 per_channel: bool = True, n_calib: int = 8) -> None:
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed)
+        self.quant_format = _check("quant_format", quant_format, QUANT_FORMATS)
+        self.activation_type = _check("activation_type", activation_type, QUANT_TYPES)
+        self.weight_type = _check("weight_type", weight_type, QUANT_TYPES)
+        self.per_channel = bool(per_channel)
+        self.n_calib = n_calib
+
+    def available(self) -> bool:
+        """True when onnxruntime is importable."""
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def runtime_versions(self) -> dict:
+        """onnxruntime and onnx versions."""
+        import onnx
+        import onnxruntime
+
+        return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
+
+    def settings(self, dtype: str) -> dict:
+        """Quantisation settings (INT8) and session settings."""
+        out = {"execution": "sequential", "graph_optimization": "all", "provider": "CPUExecutionProvider"}
+        if dtype == "int8":
+            out.update(quant_format=self.quant_format, activation_type=self.activation_type,
+                       weight_type=self.weight_type, per_channel=self.per_channel)
+        return out
+
+    def prepare(self, unit, dtype: str) -> Any:
+        """The unit's ONNX model, quantised to INT8 when ``dtype == 'int8'``."""
+        check_dtype(dtype)
+        model = unit.to_onnx(seed=self.seed)
+        if dtype == "int8":
+            model = quantize_onnx_int8(model, seed=self.seed, n_calib=self.n_calib, quant_format=self.quant_format,
+                                       activation_type=self.activation_type, weight_type=self.weight_type,
+                                       per_channel=self.per_channel)
+        return model
+
+    def session(self, model):
+        """A fresh onnxruntime session with the backend's settings."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if self.threads == 1:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+    def time_once(self, artifact: Any) -> TimingStats:
+        """Fresh session pinned to the chosen cores; warm-up; ``repeats`` timed runs."""
+        import onnx
+
+        model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load_from_string(artifact)
+        feeds = input_feeds(model, self.seed)
+        with pinned(self.pin_cores()):
+            sess = self.session(model)
+            run = sess.run
+            for _ in range(self.warmup):
+                run(None, feeds)
+            times = []
+            clock = time.perf_counter
+            for _ in range(self.repeats):
+                t0 = clock()
+                run(None, feeds)
+                times.append((clock() - t0) * 1e3)
+            del sess
+        return TimingStats.from_times(times)
+
+    def measure_model(self, model, dtype: str | None = None) -> TimingStats:
+        """Time an ONNX model as given (already INT8 or FP32), or quantise it first with ``dtype='int8'``."""
+        self.require()
+        if dtype is not None and check_dtype(dtype) == "int8":
+            model = quantize_onnx_int8(model, seed=self.seed, n_calib=self.n_calib, quant_format=self.quant_format,
+                                       activation_type=self.activation_type, weight_type=self.weight_type,
+                                       per_channel=self.per_channel)
+        return self.measure_artifact(model)
