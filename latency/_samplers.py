@@ -1,0 +1,309 @@
+"""Which configurations to measure: ``space``, ``random``, ``prior`` (nn-Meter's) and ``adaptive``.
+
+Every sampler returns a list of units and takes an explicit ``seed``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from spaceevo.space import BlockConfig, conv_out_hw, get_hyperspace
+
+from ._units import BlockUnit, KernelUnit, get_kernel, list_kernels
+
+log = logging.getLogger(__name__)
+
+_SAMPLERS: dict[str, Callable] = {}
+
+
+def register_sampler(name: str) -> Callable:
+    """Register a sampler function ``(**opts) -> list[unit]`` under ``name``."""
+
+    def deco(fn: Callable) -> Callable:
+        _SAMPLERS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_samplers() -> list[str]:
+    """Names of the registered samplers."""
+    return sorted(_SAMPLERS)
+
+
+def get_sampler(name: str) -> Callable:
+    """The sampler ``name``; the error lists the valid names."""
+    if name not in _SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid samplers: {', '.join(list_samplers())}")
+    return _SAMPLERS[name]
+
+
+def _subset(units: list, limit: int | None, fraction: float | None, seed: int) -> list:
+    """All units in order, or a seeded random fraction and/or at most ``limit`` of them."""
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} must be in (0, 1]")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit!r} must be >= 1")
+    if fraction is None and limit is None:
+        return units
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(units))
+    n = len(units) if fraction is None else max(1, int(round(fraction * len(units))))
+    if limit is not None:
+        n = min(n, limit)
+    return [units[i] for i in sorted(idx[:n])]
+
+
+# -- space --------------------------------------------------------------------------------------
+def _stage_options(space: str):
+    """(hyperspace, [(stage, [block choices], widths)]) for a hyperspace name or a search-space encoding."""
+    from spaceevo.space import SearchSpace
+
+    if "-" in space:
+        sp = SearchSpace.parse(space)
+        return sp.hyperspace, [(st, [c], w) for st, c, w in sp.stage_options()]
+    h = get_hyperspace(space)
+    opts = [(h.first_conv, [h.first_conv_block], h.first_conv.widths), (h.stage0, [h.stage0_block], h.stage0.widths)]
+    return h, opts + [(st, list(h.block_choices), st.widths) for st in h.stages]
+
+
+def space_block_configs(space: str, resolutions: Sequence[int] | None = None,
+                        block_types: Sequence[str] | None = None) -> list[BlockConfig]:
+    """Every distinct block configuration that occurs in ``space`` at ``resolutions`` (head included).
+
+    ``space`` is a hyperspace (``onnxw``) or a search space (``onnxw-151122-023231``). A stage's
+    first block takes any width of the previous stage as input and the stage stride; the other
+    blocks take the stage's own widths with stride 1.
+    """
+    h, options = _stage_options(space)
+    res = list(resolutions) if resolutions else list(h.lut_resolutions)
+    bad = [r for r in res if r not in h.resolutions]
+    if bad:
+        raise ValueError(f"resolution={bad[0]} is not in {h.name} resolutions {list(h.resolutions)}")
+    wanted = set(block_types) if block_types else None
+    seen: dict[BlockConfig, None] = {}
+    for r in res:
+        hw = r
+        prev_widths: tuple[int, ...] = (h.in_channels,)
+        for stage, choices, widths in options:
+            out_hw = conv_out_hw(hw, 3, stage.stride)
+            for choice in choices:
+                if wanted and choice.type not in wanted:
+                    continue
+                positions = [(hw, stage.stride, prev_widths)]
+                if max(stage.depths) > 1:
+                    positions.append((out_hw, 1, widths))
+                for in_hw, stride, cins in positions:
+                    for cin in cins:
+                        for cout in widths:
+                            for k in choice.kernel_sizes:
+                                for e in choice.expand_ratios:
+                                    seen.setdefault(BlockConfig(choice.type, in_hw, cin, cout, k, e, stride,
+                                                                choice.act), None)
+            hw, prev_widths = out_hw, widths
+        head = [BlockConfig("FinalExpandBlock", hw, cin, h.final_expand_width, 1, 0, 1, h.head_act)
+                for cin in prev_widths]
+        head.append(BlockConfig("FeatureMixBlock", hw, h.final_expand_width, h.feature_mix_width, 1, 0, 1,
+                                h.head_act))
+        head.append(BlockConfig("LogitsBlock", 1, h.feature_mix_width, h.n_classes, 1, 0, 1, "relu"))
+        for cfg in head:
+            if not wanted or cfg.type in wanted:
+                seen.setdefault(cfg, None)
+    return list(seen)
+
+
+@register_sampler("space")
+def sample_space(space: str = "onnxw", resolutions: Sequence[int] | None = None, limit: int | None = None,
+                 fraction: float | None = None, seed: int = 0, block_types: Sequence[str] | None = None,
+                 kind: str = "block", **_ignored) -> list[BlockUnit]:
+    """Blocks that occur in a hyperspace at the given resolutions; a seeded fraction or limit of them."""
+    if kind != "block":
+        raise ValueError(f"sampler 'space' draws blocks; kind={kind!r} is not allowed (use kind='block')")
+    configs = space_block_configs(space, resolutions, block_types)
+    log.info("%d distinct block configurations in %s at %s", len(configs), space, resolutions)
+    return [BlockUnit(c) for c in _subset(configs, limit, fraction, seed)]
+
+
+# -- random -------------------------------------------------------------------------------------
+DEFAULT_RANGES: dict[str, tuple[int, int]] = {"hw": (4, 112), "cin": (8, 512), "cout": (8, 512)}
+
+
+def _random_block(rng: np.random.Generator, h, ranges: dict) -> BlockConfig:
+    choice = h.block_choices[rng.integers(len(h.block_choices))]
+    hw = int(rng.integers(ranges["hw"][0], ranges["hw"][1] + 1))
+    cin = int(rng.integers(ranges["cin"][0] // 8, ranges["cin"][1] // 8 + 1)) * 8
+    cout = int(rng.integers(ranges["cout"][0] // 8, ranges["cout"][1] // 8 + 1)) * 8
+    k = int(rng.choice(choice.kernel_sizes))
+    e = float(rng.choice(choice.expand_ratios))
+    stride = int(rng.choice([1, 2]))
+    return BlockConfig(choice.type, hw, cin, cout, k, e, stride, choice.act)
+
+
+def _random_kernel(rng: np.random.Generator, name: str, ranges: dict) -> KernelUnit:
+    from spaceevo.space import ACTIVATIONS
+
+    kt = get_kernel(name)
+    cfg = {}
+    for f in kt.fields:
+        if f == "act":
+            cfg[f] = str(rng.choice(["relu", "relu6", "hswish", "swish"] if "relu6" in ACTIVATIONS else ACTIVATIONS))
+        elif f == "k":
+            cfg[f] = int(rng.choice([1, 3, 5, 7] if name.endswith("conv-bn-act") else [2 * i + 1 for i in (1, 2)]))
+        elif f == "stride":
+            cfg[f] = int(rng.choice([1, 2]))
+        elif f in ("cin", "cout", "cin2"):
+            lo, hi = ranges["cin" if f == "cin2" else f]
+            cfg[f] = int(rng.integers(lo // 8, hi // 8 + 1)) * 8
+        else:
+            lo, hi = ranges[f]
+            cfg[f] = int(rng.integers(lo, hi + 1))
+    return KernelUnit(name, cfg)
+
+
+@register_sampler("random")
+def sample_random(limit: int | None = 100, seed: int = 0, space: str = "onnxw", kind: str = "block",
+                  kernels: Sequence[str] | None = None, ranges: dict | None = None, **_ignored) -> list:
+    """``limit`` configs uniform over declared ranges: blocks of ``space``'s block types, or kernels."""
+    n = 100 if limit is None else limit
+    if n < 1:
+        raise ValueError(f"limit={n!r} must be >= 1")
+    r = {**DEFAULT_RANGES, **(ranges or {})}
+    for key, value in r.items():
+        if key not in DEFAULT_RANGES or len(value) != 2 or not 1 <= value[0] <= value[1]:
+            raise ValueError(f"ranges[{key!r}]={value!r}: keys {sorted(DEFAULT_RANGES)}, each (low, high), 1 <= low <= high")
+    rng = np.random.default_rng(seed)
+    if kind == "block":
+        h = get_hyperspace(space)
+        return [BlockUnit(_random_block(rng, h, r)) for _ in range(n)]
+    if kind == "kernel":
+        names = list(kernels) if kernels else list_kernels()
+        for name in names:
+            get_kernel(name)
+        return [_random_kernel(rng, names[rng.integers(len(names))], r) for _ in range(n)]
+    raise ValueError(f"kind={kind!r} is not in ['block', 'kernel']")
+
+
+# -- prior (nn-Meter's model-zoo distributions) ---------------------------------------------------
+PRIOR_KERNELS: dict[str, str] = {"conv-bn-act": "conv.csv", "dwconv-bn-act": "dwconv.csv", "fc": "fc.csv"}
+_HW_CHOICES = (1, 3, 7, 8, 13, 14, 27, 28, 32, 56, 112, 224)
+
+
+def prior_table(kernel: str):
+    """nn-Meter's table of real-model configurations for ``kernel`` (conv, dwconv or fc) as a DataFrame."""
+    import pandas as pd
+
+    if kernel not in PRIOR_KERNELS:
+        raise ValueError(f"kernel={kernel!r} has no prior; kernels with a prior: {sorted(PRIOR_KERNELS)}")
+    spec = importlib.util.find_spec("nn_meter")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the 'prior' sampler reads nn-Meter's configuration tables: pip install nn-meter")
+    path = (Path(list(spec.submodule_search_locations)[0]) / "builder" / "kernel_predictor_builder" /
+            "data_sampler" / "prior_config_lib" / PRIOR_KERNELS[kernel])
+    if not path.is_file():
+        raise FileNotFoundError(f"nn-Meter's prior table {path} is missing")
+    return pd.read_csv(path)
+
+
+def _inverse_cdf(values: np.ndarray, n: int, rng: np.random.Generator, bins: int = 40) -> np.ndarray:
+    """``n`` draws from the histogram density of ``values`` (inverse-transform sampling)."""
+    hist, edges = np.histogram(values, bins=bins, density=True)
+    cdf = np.concatenate([[0.0], np.cumsum(hist * np.diff(edges))])
+    return np.interp(rng.random(n), cdf, edges)
+
+
+def _snap(values: np.ndarray, choices: Sequence[int]) -> list[int]:
+    c = np.asarray(choices)
+    return [int(c[np.abs(c - v).argmin()]) for v in values]
+
+
+@register_sampler("prior")
+def sample_prior(limit: int | None = 100, seed: int = 0, kernels: Sequence[str] | None = None, kind: str = "kernel",
+                 act: str = "relu", **_ignored) -> list[KernelUnit]:
+    """conv/dwconv/fc kernels drawn from nn-Meter's distributions of configurations in real models."""
+    if kind != "kernel":
+        raise ValueError(f"sampler 'prior' draws kernels; kind={kind!r} is not allowed (use kind='kernel')")
+    n = 100 if limit is None else limit
+    if n < 1:
+        raise ValueError(f"limit={n!r} must be >= 1")
+    names = list(kernels) if kernels else list(PRIOR_KERNELS)
+    rng = np.random.default_rng(seed)
+    per = np.bincount(rng.integers(len(names), size=n), minlength=len(names))
+    out: list[KernelUnit] = []
+    for name, m in zip(names, per):
+        if m == 0:
+            continue
+        t = prior_table(name)
+        cin = np.maximum(1, np.round(_inverse_cdf(t["cin"].to_numpy(float), m, rng))).astype(int)
+        if name == "fc":
+            cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int)
+            out += [KernelUnit(name, {"cin": int(a), "cout": int(b)}) for a, b in zip(cin, cout)]
+            continue
+        hw = _snap(_inverse_cdf(t["input_h"].to_numpy(float), m, rng), _HW_CHOICES)
+        k = _snap(_inverse_cdf(t["ks"].to_numpy(float), m, rng), (1, 3, 5, 7))
+        s = _snap(_inverse_cdf(t["stride"].to_numpy(float), m, rng), (1, 2))
+        if name == "conv-bn-act":
+            cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int)
+            out += [KernelUnit(name, {"hw": h_, "cin": int(a), "cout": int(b), "k": k_, "stride": s_, "act": act})
+                    for h_, a, b, k_, s_ in zip(hw, cin, cout, k, s)]
+        else:
+            out += [KernelUnit(name, {"hw": h_, "cin": int(a), "k": k_, "stride": s_, "act": act})
+                    for h_, a, k_, s_ in zip(hw, cin, k, s)]
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+# -- adaptive (nn-Meter's fine-grained sampling around the worst predictions) ----------------------
+@register_sampler("adaptive")
+def sample_adaptive(measurements=None, predictor=None, limit: int | None = 100, seed: int = 0, top: int = 10,
+                    spread: tuple[float, float] = (0.5, 1.2), **_ignored) -> list[BlockUnit]:
+    """New block configs around the ``top`` measured blocks with the largest relative prediction error.
+
+    ``measurements``: a DataFrame of ok block rows (the store's format); ``predictor``: any object with
+    ``predict_blocks(configs) -> array of ms``. Around each worst config, cin and cout are redrawn in
+    ``[spread[0] * c, spread[1] * c]`` (multiples of 8), other fields kept, as nn-Meter's fine-grained
+    sampler does.
+    """
+    if measurements is None or predictor is None:
+        raise ValueError("sampler 'adaptive' needs a dataset (--db) and a trained predictor (--predictor)")
+    if not hasattr(predictor, "predict_blocks"):
+        raise ValueError(f"predictor {type(predictor).__name__} has no predict_blocks(configs)")
+    n = 100 if limit is None else limit
+    df = measurements[(measurements["kind"] == "block") & (measurements["status"] == "ok")]
+    if df.empty:
+        raise ValueError("sampler 'adaptive': the dataset has no ok block rows to learn from")
+    configs = [BlockConfig.parse(k) for k in df["key"]]
+    pred = np.asarray(predictor.predict_blocks(configs), dtype=float)
+    y = df["median_ms"].to_numpy(float)
+    rel = np.abs(pred - y) / np.maximum(y, 1e-9)
+    worst = np.argsort(-rel)[:max(1, top)]
+    known = set(df["key"])
+    rng = np.random.default_rng(seed)
+    out: dict[str, BlockUnit] = {}
+    per = max(1, -(-n // len(worst)))
+    lo, hi = spread
+    for tries in range(50):
+        for i in worst:
+            c = configs[i]
+            for _ in range(per):
+                cin = max(8, int(rng.uniform(lo * c.cin, hi * c.cin) // 8 * 8))
+                cout = max(8, int(rng.uniform(lo * c.cout, hi * c.cout) // 8 * 8))
+                try:
+                    u = BlockUnit(BlockConfig(c.type, c.hw, cin, cout, c.k, c.e, c.stride, c.act))
+                except ValueError:
+                    continue
+                if u.key not in known:
+                    out.setdefault(u.key, u)
+        if len(out) >= n:
+            break
+    units = list(out.values())
+    return [units[i] for i in sorted(rng.permutation(len(units))[:n])]
+
+
+def sample_units(sampler: str, **opts) -> list:
+    """Run sampler ``sampler`` with its options."""
+    return get_sampler(sampler)(**opts)

@@ -1,0 +1,227 @@
+"""``spaceevo profile``, ``devices``, ``dataset info|export`` and ``report int8-speedup``: the collector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import JsonOpt, emit, fail, table
+
+
+def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, seed: int,
+                  cores: list[int] | None, xnnpack: bool, quant_format: str, activation_type: str,
+                  benchmark_model: str | None, serial: str | None) -> dict:
+    opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "seed": seed,
+            "cores": cores or None}
+    if backend == "ort":
+        opts.update(quant_format=quant_format, activation_type=activation_type)
+    elif backend == "tflite":
+        opts.update(xnnpack=xnnpack)
+    elif backend == "adb":
+        opts.update(xnnpack=xnnpack, benchmark_model=benchmark_model, serial=serial)
+    return opts
+
+
+def _make_backend(name: str, opts: dict):
+    from spaceevo.latency import get_backend
+    from spaceevo.latency._adb import AdbError
+
+    be = get_backend(name, **opts)
+    try:
+        be.require()
+    except AdbError as exc:
+        fail(str(exc))
+    return be
+
+
+def _render_summary(s: dict) -> None:
+    cv = "n/a" if s["median_cv"] is None else f"{100 * s['median_cv']:.2f}%"
+    table(f"profile: {s['device']} ({s['backend']}, threads={s['threads']})",
+          ["units", "to do", "skipped (done)", "ok", "failed", "median CV", "time (s)", "db"],
+          [[s["units"], s["total"], s["skipped"], s["ok"], s["failed"], cv, s["seconds"], s["db"]]])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``profile``, ``devices``, the ``dataset`` group and the ``report`` group to ``app``."""
+    dataset_app = typer.Typer(no_args_is_help=True, help="Inspect and export latency datasets.")
+    report_app = typer.Typer(no_args_is_help=True, help="Reports on latency datasets.")
+    app.add_typer(dataset_app, name="dataset")
+    app.add_typer(report_app, name="report")
+
+    @app.command("profile")
+    def profile(
+        db: Path = typer.Option(..., "--db", help="SQLite dataset to fill (created if missing; reruns resume)."),
+        backend: str = typer.Option("ort", "--backend", help="ort | tflite | adb"),
+        dtype: Optional[list[str]] = typer.Option(None, "--dtype", help="int8 and/or fp32 (repeatable; default int8)."),
+        space: str = typer.Option("onnxw", "--space", help="Hyperspace (onnxw) or search space (onnxw-151122-023231)."),
+        resolution: Optional[list[int]] = typer.Option(None, "--resolution", help="Input resolution(s) (repeatable)."),
+        sampler: str = typer.Option("space", "--sampler", help="space | random | prior | adaptive"),
+        kind: str = typer.Option("block", "--kind", help="block | kernel (random and prior samplers)."),
+        kernel: Optional[list[str]] = typer.Option(None, "--kernel", help="Kernel names to draw (repeatable)."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Measure at most N units (random subset, seeded)."),
+        fraction: Optional[float] = typer.Option(None, "--fraction", help="Measure a random fraction of the units."),
+        seed: int = typer.Option(0, "--seed", help="Seed for sampling, weights and inputs."),
+        threads: int = typer.Option(1, "--threads", help="Intra-op threads."),
+        repeats: int = typer.Option(50, "--repeats", help="Timed runs per unit."),
+        warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs per unit."),
+        max_cv: float = typer.Option(0.05, "--max-cv", help="Re-measure a unit whose CV exceeds this."),
+        core: Optional[list[int]] = typer.Option(None, "--core", help="Pin timing to these cores (repeatable)."),
+        device: Optional[str] = typer.Option(None, "--device", help="Device id (default <backend>-<cpu slug>)."),
+        quant_format: str = typer.Option("qdq", "--quant-format", help="ort INT8 format: qdq | qoperator"),
+        activation_type: str = typer.Option("uint8", "--activation-type", help="ort INT8 activations: uint8 | int8"),
+        xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="tflite/adb: use XNNPACK."),
+        benchmark_model: Optional[str] = typer.Option(None, "--benchmark-model",
+                                                      help="adb: local path of TFLite's Android benchmark_model."),
+        serial: Optional[str] = typer.Option(None, "--serial", help="adb: device serial."),
+        predictor: Optional[str] = typer.Option(None, "--predictor", help="adaptive: trained predictor name or path."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure failed units again."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Only count the units and what is left to do."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Measure blocks or kernels on a backend (INT8 and/or FP32) into an SQLite dataset; resumable."""
+        import sys
+
+        from spaceevo.latency import check_dtype, list_backends, run_profile
+        from spaceevo.latency._samplers import get_sampler
+
+        if backend not in list_backends():
+            raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(list_backends())}")
+        dtypes = [check_dtype(d) for d in (dtype or ["int8"])]
+        if kind not in ("block", "kernel"):
+            raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
+        get_sampler(sampler)
+        opts = _backend_opts(backend, threads, repeats, warmup, max_cv, seed, core, xnnpack, quant_format,
+                             activation_type, benchmark_model, serial)
+        from spaceevo.latency import get_backend
+
+        be = get_backend(backend, **opts)  # validates the options before anything is built
+        sample_opts = {"space": space, "resolutions": resolution, "limit": limit, "fraction": fraction, "seed": seed,
+                       "kind": kind, "kernels": kernel}
+        if sampler == "adaptive":
+            if predictor is None:
+                raise ValueError("--sampler adaptive needs --predictor (a trained predictor name or path)")
+            from spaceevo.datasets.store import LatencyStore
+            from spaceevo.predictors import load_predictor
+
+            if not db.is_file():
+                raise FileNotFoundError(f"--db {str(db)!r} does not exist (adaptive sampling starts from a dataset)")
+            pred = load_predictor(predictor)
+            with LatencyStore(db) as st:
+                sample_opts.update(measurements=st.read_measurements(device=device, dtype=dtypes[0], kind="block"),
+                                   predictor=pred)
+        if sampler == "space":
+            from spaceevo.latency._samplers import space_block_configs
+
+            n_all = len(space_block_configs(space, resolution))
+            res = resolution or "LUT resolutions"
+            sys.stderr.write(f"{n_all} distinct block configurations in {space} at {res}\n")
+        units = get_sampler(sampler)(**sample_opts)
+        if dry_run:
+            from spaceevo.datasets.store import LatencyStore
+            from spaceevo.latency import default_device
+
+            dev = device or default_device(be)
+            left = len(units) * len(dtypes)
+            if db.is_file():
+                with LatencyStore(db) as st:
+                    left = sum((u.kind, u.key) not in st.done(dev, d, threads) for u in units for d in dtypes)
+            emit({"units": len(units), "dtypes": dtypes, "device": dev, "to_measure": left}, as_json,
+                 lambda d: table("dry run", ["units", "dtypes", "device", "to measure"],
+                                 [[d["units"], ",".join(d["dtypes"]), d["device"], d["to_measure"]]]))
+            return
+        be = _make_backend(backend, opts)
+        summary = run_profile(units, be, dtypes, db=str(db), device=device, seed=seed,
+                              progress=progress and not as_json, retry_failed=retry_failed)
+        emit(summary, as_json, _render_summary)
+
+    @app.command("devices")
+    def devices(as_json: bool = JsonOpt) -> None:
+        """List the backends usable here with their device fingerprints."""
+        from spaceevo.latency import backend_class, default_device, fingerprint_id, list_backends
+
+        out = []
+        for name in list_backends():
+            be = backend_class(name)()
+            ok = be.available()
+            item = {"backend": name, "available": ok}
+            if ok:
+                fp = be.fingerprint("int8")
+                item.update(device=default_device(be), fingerprint_id=fingerprint_id(fp), fingerprint=fp)
+            else:
+                try:
+                    be.require()
+                except Exception as exc:  # the reason it is unavailable
+                    item["reason"] = str(exc)
+            out.append(item)
+
+        def render(items):
+            rows = []
+            for it in items:
+                fp = it.get("fingerprint", {})
+                isa = ", ".join(k for k, v in fp.get("isa", {}).items() if v)
+                rows.append([it["backend"], "yes" if it["available"] else "no", it.get("device", ""),
+                             fp.get("cpu", fp.get("model", "")), isa, ", ".join(f"{k} {v}" for k, v in
+                                                                              fp.get("runtime", {}).items())
+                             or it.get("reason", "")])
+            table("backends", ["backend", "usable", "device id", "cpu", "INT8 ISA", "runtime / reason"], rows)
+
+        emit(out, as_json, render)
+
+    @dataset_app.command("info")
+    def dataset_info(db: Path = typer.Argument(..., help="SQLite latency dataset."), as_json: bool = JsonOpt) -> None:
+        """Counts per type/device/dtype/status and the CV distribution."""
+        from spaceevo.datasets.store import LatencyStore
+
+        if not db.is_file():
+            raise FileNotFoundError(f"DB {str(db)!r} does not exist")
+        with LatencyStore(db) as st:
+            info = st.info()
+
+        def render(d):
+            pct = (lambda v: "n/a" if v is None else f"{100 * v:.2f}%")
+            table(f"{d['db']}: {d['rows']} rows, {d['ok']} ok, {d['failed']} failed; CV median {pct(d['median_cv'])}, "
+                  f"p90 {pct(d['cv_p90'])}", ["device", "dtype", "kind", "type", "status", "rows"],
+                  [[g["device"], g["dtype"], g["kind"], g["type"], g["status"], g["rows"]] for g in d["groups"]])
+
+        emit(info, as_json, render)
+
+    @dataset_app.command("export")
+    def dataset_export(db: Path = typer.Argument(..., help="SQLite latency dataset."),
+                       out: Path = typer.Option(..., "-o", "--output", help="FILE.parquet or FILE.csv"),
+                       status: Optional[str] = typer.Option(None, "--status", help="ok | failed (default: all)"),
+                       as_json: bool = JsonOpt) -> None:
+        """Export the rows to Parquet or CSV (by the file suffix)."""
+        from spaceevo.datasets.store import LatencyStore
+
+        if not db.is_file():
+            raise FileNotFoundError(f"DB {str(db)!r} does not exist")
+        with LatencyStore(db) as st:
+            n = st.export(out, status=status)
+        emit({"rows": n, "output": str(out)}, as_json, lambda d: print(f"wrote {d['rows']} rows to {d['output']}"))
+
+    @report_app.command("int8-speedup")
+    def report_int8_speedup(
+        db: Path = typer.Option(..., "--db", help="SQLite latency dataset with int8 and fp32 rows."),
+        out: Optional[Path] = typer.Option(None, "-o", "--output", help="PNG plot path (default: <db>.int8-speedup.png)."),
+        device: Optional[str] = typer.Option(None, "--device", help="Only this device."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """INT8/FP32 speed-up per unit type (below 1 means INT8 is slower) and a PNG plot."""
+        from spaceevo.datasets.speedup import int8_speedup, plot_speedup
+        from spaceevo.datasets.store import LatencyStore
+
+        if not db.is_file():
+            raise FileNotFoundError(f"--db {str(db)!r} does not exist")
+        with LatencyStore(db) as st:
+            df = st.read_measurements(device=device)
+        per_unit, per_type = int8_speedup(df)
+        png = plot_speedup(per_unit, out or db.with_suffix(".int8-speedup.png"))
+        data = {"plot": str(png), "units": int(len(per_unit)), "types": per_type.to_dict("records")}
+        emit(data, as_json, lambda d: (table(
+            f"INT8 speed-up (FP32 ms / INT8 ms) over {d['units']} units; plot: {d['plot']}",
+            ["device", "kind", "type", "units", "median", "min", "max", "INT8 slower"],
+            [[t["device"], t["kind"], t["type"], t["units"], f"{t['median_speedup']:.2f}x", f"{t['min_speedup']:.2f}x",
+              f"{t['max_speedup']:.2f}x", f"{100 * t['int8_slower_frac']:.0f}%"] for t in d["types"]])))
