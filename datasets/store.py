@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
-STAT_FIELDS: tuple[str, ...] = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "cv", "n", "attempts")
+STAT_FIELDS: tuple[str, ...] = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "cv", "n", "attempts", "loops")
 FLAT_FIELDS: tuple[str, ...] = ("hw", "cin", "cout", "k", "e", "stride", "act")
 COLUMNS: tuple[str, ...] = (
     "id", "kind", "type", *FLAT_FIELDS, "macs", "config", "key", "device", "backend", "dtype", "threads",
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     config TEXT NOT NULL,
     key TEXT NOT NULL,
     device TEXT NOT NULL, backend TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
-    median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, p90_ms REAL, cv REAL, n INTEGER, attempts INTEGER,
+    median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, p90_ms REAL, cv REAL, n INTEGER, attempts INTEGER, loops INTEGER,
     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     error TEXT,
     fingerprint_id TEXT REFERENCES fingerprints(id),

@@ -93,11 +93,11 @@ class AdbBackend(Backend):
     extra = "tflite"
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
-                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 0.0,
                  benchmark_model: str | None = None, serial: str | None = None, adb: str = "adb",
                  remote_dir: str = "/data/local/tmp/spaceevo", xnnpack: bool = True, n_calib: int = 8,
                  timeout: float = 300.0) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed)
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms)
         self.benchmark_model = benchmark_model
         self.serial = serial
         self.adb = adb

@@ -32,15 +32,22 @@ class Backend(abc.ABC):
     """A timing backend: convert a unit ahead of timing, time it under the protocol, report statistics.
 
     Protocol: the unit is converted first (not timed); the process is pinned to fixed cores; each
-    attempt opens a fresh session, runs ``warmup`` untimed and ``repeats`` timed inferences; when the
-    CV exceeds ``max_cv`` the unit is re-measured (up to ``max_attempts`` attempts, the steadiest kept).
+    attempt opens a fresh session, runs ``warmup`` untimed inferences, then ``repeats`` timed samples.
+    A sample is one inference, or, for units faster than ``min_sample_ms``, the mean of enough
+    back-to-back inferences to last that long (as ``timeit`` does; it keeps timer and interrupt jitter
+    of sub-millisecond units out of the statistics). When the CV exceeds ``max_cv`` the unit is
+    re-measured in a fresh session (up to ``max_attempts`` attempts, the steadiest kept).
     """
 
     name: str = ""
     extra: str = ""  # the pip extra that brings this backend's runtime
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
-                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0) -> None:
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
+                 min_sample_ms: float = 2.0) -> None:
+        if not isinstance(min_sample_ms, (int, float)) or min_sample_ms < 0:
+            raise ValueError(f"min_sample_ms={min_sample_ms!r} must be a number >= 0 (0: one inference per sample)")
+        self.min_sample_ms = float(min_sample_ms)
         self.threads = _positive("threads", threads)
         self.repeats = _positive("repeats", repeats, 2)
         self.warmup = _positive("warmup", warmup, 0)
@@ -95,12 +102,41 @@ class Backend(abc.ABC):
         return {"backend": self.name, "runtime": self.runtime_versions(), "dtype": dtype,
                 "threads": threads or self.threads, "pinned_cores": self.pin_cores(),
                 "protocol": {"warmup": self.warmup, "repeats": self.repeats, "max_cv": self.max_cv,
-                             "max_attempts": self.max_attempts},
+                             "max_attempts": self.max_attempts, "min_sample_ms": self.min_sample_ms},
                 "settings": self.settings(dtype), **self.device_facts()}
 
     def fingerprint_id(self, dtype: str) -> str:
         """Stable id of :meth:`fingerprint`."""
         return fingerprint_id(self.fingerprint(dtype))
+
+    def time_loop(self, run: Callable[[], Any]) -> TimingStats:
+        """Warm up, calibrate the loops per sample to ``min_sample_ms``, then time ``repeats`` samples."""
+        import time
+
+        clock = time.perf_counter
+        t0 = clock()
+        for _ in range(self.warmup):
+            run()
+        per_run = (clock() - t0) * 1e3 / self.warmup if self.warmup else 0.0
+        if self.min_sample_ms > 0 and per_run <= 0:
+            t0 = clock()
+            run()
+            per_run = (clock() - t0) * 1e3
+        loops = max(1, int(-(-self.min_sample_ms // per_run))) if self.min_sample_ms > 0 and per_run > 0 else 1
+        times = []
+        if loops == 1:
+            for _ in range(self.repeats):
+                t0 = clock()
+                run()
+                times.append((clock() - t0) * 1e3)
+        else:
+            rng = range(loops)
+            for _ in range(self.repeats):
+                t0 = clock()
+                for _ in rng:
+                    run()
+                times.append((clock() - t0) * 1e3 / loops)
+        return TimingStats.from_times(times, loops=loops)
 
     def measure_artifact(self, artifact: Any) -> TimingStats:
         """Time a prepared artifact: re-measure while CV > ``max_cv``, keep the steadiest attempt."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from typing import Any
 
 from ._backend import Backend, check_dtype
@@ -19,10 +18,10 @@ class OrtBackend(Backend):
     extra = ""
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
-                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 2.0,
                  quant_format: str = "qdq", activation_type: str = "uint8", weight_type: str = "int8",
                  per_channel: bool = True, n_calib: int = 8) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed)
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms)
         self.quant_format = _check("quant_format", quant_format, QUANT_FORMATS)
         self.activation_type = _check("activation_type", activation_type, QUANT_TYPES)
         self.weight_type = _check("weight_type", weight_type, QUANT_TYPES)
@@ -74,7 +73,7 @@ class OrtBackend(Backend):
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
     def time_once(self, artifact: Any) -> TimingStats:
-        """Fresh session pinned to the chosen cores; warm-up; ``repeats`` timed runs."""
+        """Fresh session pinned to the chosen cores; warm-up; ``repeats`` timed samples."""
         import onnx
 
         model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load_from_string(artifact)
@@ -82,16 +81,9 @@ class OrtBackend(Backend):
         with pinned(self.pin_cores()):
             sess = self.session(model)
             run = sess.run
-            for _ in range(self.warmup):
-                run(None, feeds)
-            times = []
-            clock = time.perf_counter
-            for _ in range(self.repeats):
-                t0 = clock()
-                run(None, feeds)
-                times.append((clock() - t0) * 1e3)
+            stats = self.time_loop(lambda: run(None, feeds))
             del sess
-        return TimingStats.from_times(times)
+        return stats
 
     def measure_model(self, model, dtype: str | None = None) -> TimingStats:
         """Time an ONNX model as given (already INT8 or FP32), or quantise it first with ``dtype='int8'``."""

@@ -10,7 +10,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TimingStats:
-    """Summary of ``n`` timed runs in milliseconds; ``cv`` is std / mean; ``attempts`` counts re-measures + 1."""
+    """Summary of ``n`` timed samples in milliseconds per inference.
+
+    ``cv`` is std / mean; each sample is the mean of ``loops`` back-to-back inferences (1 = one run
+    per sample); ``attempts`` counts re-measurements + 1.
+    """
 
     median_ms: float
     mean_ms: float
@@ -20,10 +24,11 @@ class TimingStats:
     cv: float
     n: int
     attempts: int = 1
+    loops: int = 1
 
     @classmethod
-    def from_times(cls, times_ms: Sequence[float], attempts: int = 1) -> "TimingStats":
-        """Summarise a list of per-run times (ms)."""
+    def from_times(cls, times_ms: Sequence[float], attempts: int = 1, loops: int = 1) -> "TimingStats":
+        """Summarise a list of per-inference sample times (ms)."""
         t = np.asarray(times_ms, dtype=np.float64)
         if t.size == 0:
             raise ValueError("times_ms is empty: at least one timed run is needed")
@@ -31,7 +36,7 @@ class TimingStats:
         std = float(t.std())
         return cls(median_ms=float(np.median(t)), mean_ms=mean, std_ms=std, min_ms=float(t.min()),
                    p90_ms=float(np.percentile(t, 90)), cv=std / mean if mean > 0 else 0.0, n=int(t.size),
-                   attempts=attempts)
+                   attempts=attempts, loops=loops)
 
     def as_dict(self) -> dict:
         """Plain dict of the fields (JSON-ready)."""

@@ -7,7 +7,6 @@ import importlib.util
 import io
 import logging
 import os
-import time
 from typing import Any
 
 import numpy as np
@@ -116,9 +115,9 @@ class TfliteBackend(Backend):
     extra = "tflite"
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
-                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, xnnpack: bool = True,
-                 n_calib: int = 8) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed)
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 2.0,
+                 xnnpack: bool = True, n_calib: int = 8) -> None:
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms)
         self.xnnpack = bool(xnnpack)
         self.n_calib = n_calib
 
@@ -160,23 +159,15 @@ class TfliteBackend(Backend):
         return it
 
     def time_once(self, artifact: bytes) -> TimingStats:
-        """Fresh interpreter pinned to the chosen cores; warm-up; ``repeats`` timed invokes."""
+        """Fresh interpreter pinned to the chosen cores; warm-up; ``repeats`` timed samples."""
         rng = np.random.default_rng(self.seed)
         with pinned(self.pin_cores()):
             it = self.interpreter(artifact)
             for d in it.get_input_details():
                 it.set_tensor(d["index"], _random_input(d, rng))
-            invoke = it.invoke
-            for _ in range(self.warmup):
-                invoke()
-            times = []
-            clock = time.perf_counter
-            for _ in range(self.repeats):
-                t0 = clock()
-                invoke()
-                times.append((clock() - t0) * 1e3)
+            stats = self.time_loop(it.invoke)
             del it
-        return TimingStats.from_times(times)
+        return stats
 
     def measure_model(self, model: bytes) -> TimingStats:
         """Time a ready ``.tflite`` flatbuffer under the protocol."""
