@@ -12,9 +12,11 @@ from ._common import JsonOpt, emit, fail, table
 
 def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, seed: int,
                   cores: list[int] | None, xnnpack: bool, quant_format: str, activation_type: str,
-                  benchmark_model: str | None, serial: str | None) -> dict:
+                  benchmark_model: str | None, serial: str | None, min_sample_ms: float | None) -> dict:
     opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "seed": seed,
             "cores": cores or None}
+    if min_sample_ms is not None:
+        opts["min_sample_ms"] = min_sample_ms
     if backend == "ort":
         opts.update(quant_format=quant_format, activation_type=activation_type)
     elif backend == "tflite":
@@ -67,6 +69,9 @@ def register(app: typer.Typer) -> None:
         repeats: int = typer.Option(50, "--repeats", help="Timed runs per unit."),
         warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs per unit."),
         max_cv: float = typer.Option(0.05, "--max-cv", help="Re-measure a unit whose CV exceeds this."),
+        min_sample_ms: Optional[float] = typer.Option(None, "--min-sample-ms",
+                                                      help="Loop faster units so a sample lasts this long "
+                                                           "(default 2 for ort/tflite; 0: one run per sample)."),
         core: Optional[list[int]] = typer.Option(None, "--core", help="Pin timing to these cores (repeatable)."),
         device: Optional[str] = typer.Option(None, "--device", help="Device id (default <backend>-<cpu slug>)."),
         quant_format: str = typer.Option("qdq", "--quant-format", help="ort INT8 format: qdq | qoperator"),
@@ -94,7 +99,7 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
         get_sampler(sampler)
         opts = _backend_opts(backend, threads, repeats, warmup, max_cv, seed, core, xnnpack, quant_format,
-                             activation_type, benchmark_model, serial)
+                             activation_type, benchmark_model, serial, min_sample_ms)
         from spaceevo.latency import get_backend
 
         be = get_backend(backend, **opts)  # validates the options before anything is built
