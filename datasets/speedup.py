@@ -46,7 +46,7 @@ def plot_speedup(per_unit: pd.DataFrame, path: str | Path) -> Path:
     order = per_unit.groupby("type")["speedup"].median().sort_values().index.tolist()
     data = [per_unit.loc[per_unit["type"] == t, "speedup"].to_numpy() for t in order]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.5))
-    ax.boxplot(data, vert=False, showfliers=True)
+    ax.boxplot(data, orientation="horizontal", showfliers=True)
     ax.set_yticks(range(1, len(order) + 1), order)
     ax.axvline(1.0, color="red", linestyle="--", linewidth=1, label="INT8 = FP32")
     ax.set_xscale("log")
