@@ -54,11 +54,11 @@ class _GraphBuilder:
             return self.node("Mul", [x, self.node("Sigmoid", [x])])
         raise ValueError(f"unknown activation {act!r}")
 
-    def conv(self, x: str, op: Conv, bias: bool = True) -> str:
+    def conv(self, x: str, op: Conv) -> str:
         fan_in = (op.cin // op.groups) * op.k * op.k
         w = self.rng.normal(0.0, np.sqrt(2.0 / fan_in), (op.cout, op.cin // op.groups, op.k, op.k))
         inputs = [x, self.const("w", w)]
-        if bias or op.bn or op.bias:  # a folded BatchNorm leaves a per-channel bias
+        if op.bn or op.bias:  # a folded BatchNorm leaves a per-channel bias; FeatureMix has neither
             inputs.append(self.const("b", self.rng.normal(0.0, 0.05, op.cout)))
         pad = (op.k - 1) // 2
         y = self.node("Conv", inputs, kernel_shape=[op.k, op.k], strides=[op.stride, op.stride],
