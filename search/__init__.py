@@ -12,9 +12,21 @@ from ._qt import (
     score_samples,
     space_seed,
 )
+from ._evolution import (
+    EvolutionResult,
+    SpaceEvolution,
+    homogeneous_spaces,
+    mutate_block,
+    mutate_window,
+    random_search,
+    random_space,
+)
+from ._subnet_search import Candidate, SubnetSearch, pareto_front, plot_pareto
 from ._tables import DEVICE_PREDICTORS, QTTables, StageTable, cache_dir_default
 
 __all__ = [
+    "Candidate", "EvolutionResult", "SpaceEvolution", "SubnetSearch", "homogeneous_spaces", "mutate_block",
+    "mutate_window", "pareto_front", "plot_pareto", "random_search", "random_space",
     "DEFAULT_BATCH", "DEFAULT_SAMPLES", "DEVICE_PREDICTORS", "ConstraintScore", "QTScore", "QTTables", "Samples",
     "StageTable", "cache_dir_default", "draw_samples", "qt_score", "qt_score_error", "score_samples", "space_seed",
 ]
