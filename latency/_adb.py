@@ -94,10 +94,10 @@ class AdbBackend(Backend):
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 0.0,
-                 benchmark_model: str | None = None, serial: str | None = None, adb: str = "adb",
+                 clock: str = "wall", benchmark_model: str | None = None, serial: str | None = None, adb: str = "adb",
                  remote_dir: str = "/data/local/tmp/spaceevo", xnnpack: bool = True, n_calib: int = 8,
                  timeout: float = 300.0) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms)
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock)
         self.benchmark_model = benchmark_model
         self.serial = serial
         self.adb = adb
@@ -220,6 +220,10 @@ class AdbBackend(Backend):
     def default_device(self) -> str:
         """``adb-<phone model slug>``, e.g. ``adb-pixel-4``."""
         return f"adb-{slug(self._props.get('ro.product.model', 'android'), 3)}"
+
+    def resolved_clock(self) -> str:
+        """benchmark_model times with the phone's wall clock."""
+        return "wall"
 
     def pin_cores(self) -> list[int]:
         """The phone cores ``taskset`` pins to (as given; the host is not pinned)."""

@@ -13,6 +13,7 @@ from ._stats import TimingStats
 log = logging.getLogger(__name__)
 
 DTYPES: tuple[str, ...] = ("int8", "fp32")
+CLOCKS: tuple[str, ...] = ("auto", "wall", "cpu")
 
 
 def check_dtype(dtype: str) -> str:
@@ -37,6 +38,10 @@ class Backend(abc.ABC):
     back-to-back inferences to last that long (as ``timeit`` does; it keeps timer and interrupt jitter
     of sub-millisecond units out of the statistics). When the CV exceeds ``max_cv`` the unit is
     re-measured in a fresh session (up to ``max_attempts`` attempts, the steadiest kept).
+
+    ``clock='auto'`` reads the timing thread's CPU time when ``threads == 1`` (the runtime then
+    computes on the calling thread, so time the thread spends descheduled by other processes is
+    not counted) and the wall clock otherwise; ``'wall'`` and ``'cpu'`` force one.
     """
 
     name: str = ""
@@ -44,7 +49,12 @@ class Backend(abc.ABC):
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
-                 min_sample_ms: float = 2.0) -> None:
+                 min_sample_ms: float = 2.0, clock: str = "auto") -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"clock={clock!r} is not in {list(CLOCKS)}")
+        if clock == "cpu" and threads != 1:
+            raise ValueError(f"clock='cpu' times the calling thread only; with threads={threads} use clock='wall'")
+        self.clock = clock
         if not isinstance(min_sample_ms, (int, float)) or min_sample_ms < 0:
             raise ValueError(f"min_sample_ms={min_sample_ms!r} must be a number >= 0 (0: one inference per sample)")
         self.min_sample_ms = float(min_sample_ms)
@@ -102,18 +112,25 @@ class Backend(abc.ABC):
         return {"backend": self.name, "runtime": self.runtime_versions(), "dtype": dtype,
                 "threads": threads or self.threads, "pinned_cores": self.pin_cores(),
                 "protocol": {"warmup": self.warmup, "repeats": self.repeats, "max_cv": self.max_cv,
-                             "max_attempts": self.max_attempts, "min_sample_ms": self.min_sample_ms},
+                             "max_attempts": self.max_attempts, "min_sample_ms": self.min_sample_ms,
+                             "clock": self.resolved_clock()},
                 "settings": self.settings(dtype), **self.device_facts()}
 
     def fingerprint_id(self, dtype: str) -> str:
         """Stable id of :meth:`fingerprint`."""
         return fingerprint_id(self.fingerprint(dtype))
 
+    def resolved_clock(self) -> str:
+        """``'cpu'`` (thread CPU time) or ``'wall'``, after resolving ``'auto'``."""
+        if self.clock == "auto":
+            return "cpu" if self.threads == 1 else "wall"
+        return self.clock
+
     def time_loop(self, run: Callable[[], Any]) -> TimingStats:
         """Warm up, calibrate the loops per sample to ``min_sample_ms``, then time ``repeats`` samples."""
         import time
 
-        clock = time.perf_counter
+        clock = time.thread_time if self.resolved_clock() == "cpu" else time.perf_counter
         t0 = clock()
         for _ in range(self.warmup):
             run()

@@ -18,10 +18,11 @@ class OrtBackend(Backend):
     extra = ""
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
-                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 2.0,
-                 quant_format: str = "qdq", activation_type: str = "uint8", weight_type: str = "int8",
-                 per_channel: bool = True, n_calib: int = 8) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms)
+                 max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
+                 min_sample_ms: float = 2.0, clock: str = "auto", quant_format: str = "qdq",
+                 activation_type: str = "uint8", weight_type: str = "int8", per_channel: bool = True,
+                 n_calib: int = 8) -> None:
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock)
         self.quant_format = _check("quant_format", quant_format, QUANT_FORMATS)
         self.activation_type = _check("activation_type", activation_type, QUANT_TYPES)
         self.weight_type = _check("weight_type", weight_type, QUANT_TYPES)

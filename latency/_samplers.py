@@ -175,7 +175,8 @@ def sample_random(limit: int | None = 100, seed: int = 0, space: str = "onnxw", 
     r = {**DEFAULT_RANGES, **(ranges or {})}
     for key, value in r.items():
         if key not in DEFAULT_RANGES or len(value) != 2 or not 1 <= value[0] <= value[1]:
-            raise ValueError(f"ranges[{key!r}]={value!r}: keys {sorted(DEFAULT_RANGES)}, each (low, high), 1 <= low <= high")
+            raise ValueError(f"ranges[{key!r}]={value!r}: keys {sorted(DEFAULT_RANGES)}, each (low, high) "
+                             "with 1 <= low <= high")
     rng = np.random.default_rng(seed)
     if kind == "block":
         h = get_hyperspace(space)

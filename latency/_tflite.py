@@ -116,8 +116,8 @@ class TfliteBackend(Backend):
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 2.0,
-                 xnnpack: bool = True, n_calib: int = 8) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms)
+                 clock: str = "auto", xnnpack: bool = True, n_calib: int = 8) -> None:
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock)
         self.xnnpack = bool(xnnpack)
         self.n_calib = n_calib
 

@@ -160,3 +160,15 @@ def test_backend_registry_errors_list_valid_names():
 
 def test_quantized_model_is_valid_onnx():
     onnx.checker.check_model(quantize_onnx_int8(conv_model()))
+
+
+def test_clock_choice():
+    assert get_backend("ort").resolved_clock() == "cpu"
+    assert get_backend("ort", threads=2).resolved_clock() == "wall"
+    assert get_backend("ort", clock="wall").fingerprint("int8")["protocol"]["clock"] == "wall"
+    with pytest.raises(ValueError, match="clock='cpu' times the calling thread only"):
+        get_backend("ort", threads=2, clock="cpu")
+    with pytest.raises(ValueError, match=r"clock='tsc' is not in \['auto', 'wall', 'cpu'\]"):
+        get_backend("ort", clock="tsc")
+    s = get_backend("ort", clock="wall", **FAST).measure(make_kernel("relu", hw=4, cin=8), "fp32")
+    assert s.median_ms > 0

@@ -12,9 +12,12 @@ from ._common import JsonOpt, emit, fail, table
 
 def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, seed: int,
                   cores: list[int] | None, xnnpack: bool, quant_format: str, activation_type: str,
-                  benchmark_model: str | None, serial: str | None, min_sample_ms: float | None) -> dict:
+                  benchmark_model: str | None, serial: str | None, min_sample_ms: float | None,
+                  clock: str) -> dict:
     opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "seed": seed,
             "cores": cores or None}
+    if backend != "adb":
+        opts["clock"] = clock
     if min_sample_ms is not None:
         opts["min_sample_ms"] = min_sample_ms
     if backend == "ort":
@@ -72,6 +75,7 @@ def register(app: typer.Typer) -> None:
         min_sample_ms: Optional[float] = typer.Option(None, "--min-sample-ms",
                                                       help="Loop faster units so a sample lasts this long "
                                                            "(default 2 for ort/tflite; 0: one run per sample)."),
+        clock: str = typer.Option("auto", "--clock", help="auto (thread CPU time at 1 thread, else wall) | wall | cpu"),
         core: Optional[list[int]] = typer.Option(None, "--core", help="Pin timing to these cores (repeatable)."),
         device: Optional[str] = typer.Option(None, "--device", help="Device id (default <backend>-<cpu slug>)."),
         quant_format: str = typer.Option("qdq", "--quant-format", help="ort INT8 format: qdq | qoperator"),
@@ -99,7 +103,7 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
         get_sampler(sampler)
         opts = _backend_opts(backend, threads, repeats, warmup, max_cv, seed, core, xnnpack, quant_format,
-                             activation_type, benchmark_model, serial, min_sample_ms)
+                             activation_type, benchmark_model, serial, min_sample_ms, clock)
         from spaceevo.latency import get_backend
 
         be = get_backend(backend, **opts)  # validates the options before anything is built
@@ -210,7 +214,8 @@ def register(app: typer.Typer) -> None:
     @report_app.command("int8-speedup")
     def report_int8_speedup(
         db: Path = typer.Option(..., "--db", help="SQLite latency dataset with int8 and fp32 rows."),
-        out: Optional[Path] = typer.Option(None, "-o", "--output", help="PNG plot path (default: <db>.int8-speedup.png)."),
+        out: Optional[Path] = typer.Option(None, "-o", "--output",
+                                           help="PNG plot path (default: <db>.int8-speedup.png)."),
         device: Optional[str] = typer.Option(None, "--device", help="Only this device."),
         as_json: bool = JsonOpt,
     ) -> None:
