@@ -61,10 +61,13 @@ class StageTable:
     starts: np.ndarray
     counts: np.ndarray
 
-    @property
-    def total_ms(self) -> np.ndarray:
-        """Row latency used by the score: the stage plus anything folded into it (final_expand)."""
-        return self.latency_ms + self.tail_ms
+    def __post_init__(self) -> None:
+        self.total_ms = self.latency_ms + self.tail_ms
+        n = len(self.counts)
+        self.res_min = np.array([self.total_ms[a:a + c].min() if c else np.inf
+                                 for a, c in zip(self.starts, self.counts)]) if n else np.zeros(0)
+        self.res_max = np.array([self.total_ms[a:a + c].max() if c else -np.inf
+                                 for a, c in zip(self.starts, self.counts)]) if n else np.zeros(0)
 
 
 @dataclass
@@ -120,18 +123,10 @@ class QTTables:
     def latency_range(self, space: SearchSpace) -> tuple[float, float]:
         """(fastest, slowest) latency of a subnet assembled from table rows, over resolutions (ms)."""
         tabs = self.space_tables(space)
-        lo, hi = np.inf, -np.inf
-        for r in range(len(self.resolutions)):
-            mins, maxs = self.fixed_ms[r], self.fixed_ms[r]
-            for t in tabs:
-                s, c = t.starts[r], t.counts[r]
-                if c == 0:
-                    mins, maxs = np.inf, -np.inf
-                    break
-                seg = t.total_ms[s:s + c]
-                mins, maxs = mins + seg.min(), maxs + seg.max()
-            lo, hi = min(lo, mins), max(hi, maxs)
-        return float(lo), float(hi)
+        lo = self.fixed_ms + sum(t.res_min for t in tabs)
+        hi = self.fixed_ms + sum(t.res_max for t in tabs)
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        return float(lo[ok].min()), float(hi[ok].max())
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
