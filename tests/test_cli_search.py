@@ -63,6 +63,11 @@ def test_qt_score_with_predictor(synth):
     assert d["latency_source"] == "predictor:vnni-ort-int8"
     res2, d2 = _run(["qt-score", SPACE, "--lut-dir", str(synth), "--constraint", "10", "--samples", "2000", "--json"])
     assert d2["latency_source"] == "table" and d2["min_latency_ms"] != d["min_latency_ms"]
+    res3, d3 = _run(["qt-score", SPACE, "--lut-dir", str(synth), "--constraint", "10", "--predictor", "pixel4-tflite-int8",
+                     "--latency", "table", "--samples", "2000", "--json"])
+    assert res3.exit_code == 0, res3.output
+    assert d3["latency_source"] == "table" and d3["fixed_source"] == "pixel4-tflite-int8"
+    assert d3["fixed_latency_ms"] != d2["fixed_latency_ms"]
 
 
 @pytest.mark.parametrize("args, match", [

@@ -12,27 +12,30 @@ from ._common import JsonOpt, emit, table
 
 _LUT = typer.Option(..., "--lut-dir", help="block look-up tables (folder holding <hyperspace>/stage{S}_{B}_{W}.csv)")
 _PRED = typer.Option(None, "--predictor", help="predictor name or file: recompute every table row's latency with it")
-_LAT = typer.Option("table", "--latency", help="'table' (the tables' latency column) or 'predictor' (needs --predictor)")
+_LAT = typer.Option(None, "--latency", help="'table' (the tables' column; fixed stages from --predictor or the "
+                   "device's built-in) or 'predictor' (needs --predictor); default: predictor when given, else table")
 
 
 def _warn(msg: str) -> None:
     sys.stderr.write(f"warning: {msg}\n")
 
 
-def _tables(lut_dir: Path, hyperspace: str, predictor: str | None, latency: str):
+def _tables(lut_dir: Path, hyperspace: str, predictor: str | None, latency: str | None):
     from spaceevo.search import QTTables, cache_dir_default
 
+    if latency is None:
+        latency = "predictor" if predictor is not None else "table"
     if latency not in ("table", "predictor"):
         raise ValueError(f"--latency {latency!r} is not one of 'table', 'predictor'")
+    if latency == "predictor" and predictor is None:
+        raise ValueError("--latency predictor needs --predictor NAME_OR_FILE")
     pred = None
     if predictor is not None:
         from spaceevo.predictors import load_predictor
 
         pred = load_predictor(predictor)
-        latency = "predictor"
-    elif latency == "predictor":
-        raise ValueError("--latency predictor needs --predictor NAME_OR_FILE")
-    return QTTables.load(lut_dir, hyperspace, predictor=pred, cache_dir=cache_dir_default(), latency=latency)
+    return QTTables.load(lut_dir, hyperspace, predictor=pred, fixed_predictor=pred, cache_dir=cache_dir_default(),
+                         latency=latency)
 
 
 def _space(text: str):
@@ -57,7 +60,7 @@ def register(app: typer.Typer) -> None:
     def qt_score_cmd(space: str = typer.Argument(..., help="search space, e.g. onnxw-151122-023231"),
                      lut_dir: Path = _LUT,
                      constraint: Optional[list[float]] = typer.Option(None, "--constraint", help="latency constraint (ms); repeatable"),
-                     predictor: Optional[str] = _PRED, latency: str = _LAT,
+                     predictor: Optional[str] = _PRED, latency: Optional[str] = _LAT,
                      samples: int = typer.Option(100_000, "--samples", help="sampled subnets per score"),
                      seed: int = typer.Option(0, "--seed"),
                      repeats: int = typer.Option(1, "--repeats", help="also score with seeds seed..seed+R-1 and report the sampling error"),
@@ -89,7 +92,7 @@ def register(app: typer.Typer) -> None:
     def search_space_cmd(hyperspace: str = typer.Option(..., "--hyperspace", help="onnxw or mobilew"),
                          lut_dir: Path = _LUT,
                          constraint: Optional[list[float]] = typer.Option(None, "--constraint", help="latency constraint (ms); repeatable"),
-                         predictor: Optional[str] = _PRED, latency: str = _LAT,
+                         predictor: Optional[str] = _PRED, latency: Optional[str] = _LAT,
                          evaluations: int = typer.Option(5000, "--evaluations", help="spaces to evaluate in total"),
                          population: int = typer.Option(500, "--population"),
                          tournament: int = typer.Option(125, "--tournament", help="tournament sample size"),
