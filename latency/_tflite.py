@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def _import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import tensorflow as tf
+        with quiet_native():  # TensorFlow logs start-up notes from C++ before its log level applies
+            import tensorflow as tf
     except ImportError as exc:
         raise ImportError(f"the tflite backend needs TensorFlow: pip install 'spaceevo[tflite]' ({exc})") from None
     return tf
