@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -80,6 +81,13 @@ def space_block_configs(space: str, resolutions: Sequence[int] | None = None,
     first block takes any width of the previous stage as input and the stage stride; the other
     blocks take the stage's own widths with stride 1.
     """
+    key = (space, tuple(resolutions) if resolutions else None, tuple(block_types) if block_types else None)
+    return list(_space_block_configs(*key))
+
+
+@lru_cache(maxsize=16)
+def _space_block_configs(space: str, resolutions: tuple[int, ...] | None,
+                         block_types: tuple[str, ...] | None) -> tuple[BlockConfig, ...]:
     h, options = _stage_options(space)
     res = list(resolutions) if resolutions else list(h.lut_resolutions)
     bad = [r for r in res if r not in h.resolutions]
@@ -114,7 +122,7 @@ def space_block_configs(space: str, resolutions: Sequence[int] | None = None,
         for cfg in head:
             if not wanted or cfg.type in wanted:
                 seen.setdefault(cfg, None)
-    return list(seen)
+    return tuple(seen)
 
 
 @register_sampler("space")
