@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._common import JsonOpt, emit, table
+from ._common import JsonOpt, console, emit, table
 
 _LUT = typer.Option(..., "--lut-dir", help="block look-up tables (folder holding <hyperspace>/stage{S}_{B}_{W}.csv)")
 _PRED = typer.Option(None, "--predictor", help="predictor name or file: recompute every table row's latency with it")
@@ -171,6 +171,18 @@ def _render_score(d: dict) -> None:
     sys.stdout.write(extra + "\n")
 
 
+def _wide_table(title: str, columns: list[str], rows: list[list], keep: int) -> None:
+    """A rich table whose column ``keep`` (an encoding) is never truncated or wrapped."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for i, c in enumerate(columns):
+        t.add_column(c, no_wrap=i == keep, min_width=len(str(rows[0][i])) if (rows and i == keep) else None)
+    for r in rows:
+        t.add_row(*[str(x) for x in r])
+    console().print(t)
+
+
 def _render_spaces(d: dict) -> None:
     rows = []
     for i, t in enumerate(d["top"], 1):
@@ -178,17 +190,18 @@ def _render_spaces(d: dict) -> None:
                      ", ".join(f"{x:.4f}" for x in t["top_loss"]), f"{t['min_latency_ms']:.2f}",
                      f"{t['max_latency_ms']:.2f}"])
     c = d["config"]
-    table(f"top spaces of {c['hyperspace']} (T={c['constraints']} ms, latency {c['latency']}; {d['evaluations']} "
-          f"evaluations, {d['distinct_spaces']} distinct)",
-          ["#", "space", "score", "latency penalty", "top loss", "min ms", "max ms"], rows)
+    _wide_table(f"top spaces of {c['hyperspace']} (T={c['constraints']} ms, latency {c['latency']}; "
+                f"{d['evaluations']} evaluations, {d['distinct_spaces']} distinct)",
+                ["#", "space", "score", "latency penalty", "top loss", "min ms", "max ms"], rows, keep=1)
     if d.get("plot"):
         sys.stdout.write(f"plot: {d['plot']}\n")
 
 
 def _render_subnets(d: dict) -> None:
-    rows = [[f"{c['latency_ms']:.3f}", f"{c['loss']:.4f}", c["resolution"], c["subnet"]] for c in d["pareto_front"]]
-    table(f"Pareto front of {d['space']} ({d['evaluated']} subnets evaluated)",
-          ["latency (ms)", "loss", "res", "subnet"], rows)
+    rows = [[i, f"{c['latency_ms']:.3f}", f"{c['loss']:.4f}", c["resolution"], c["subnet"].split("_")[0]]
+            for i, c in enumerate(d["pareto_front"], 1)]
+    _wide_table(f"Pareto front of {d['space']} ({d['evaluated']} subnets evaluated; full encodings with --json)",
+                ["#", "latency (ms)", "loss", "res", "depths"], rows, keep=4)
     for c in d["chosen"]:
         if c.get("subnet"):
             sys.stdout.write(f"T={c['constraint_ms']:g} ms: loss {c['loss']:.4f}, {c['latency_ms']:.3f} ms, "
