@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ._backend import Backend, check_dtype, get_backend
@@ -20,16 +19,15 @@ def default_device(backend: Backend) -> str:
     return own() if callable(own) else f"{backend.name}-{cpu_slug()}"
 
 
-def _open_store(db: Any):
-    if isinstance(db, (str, Path)):
-        # The store lives one layer up (spaceevo.datasets); imported only when a path is given.
-        from spaceevo.datasets.store import LatencyStore
-
-        return LatencyStore(db), True
-    for method in ("add", "add_fingerprint", "done"):
-        if not hasattr(db, method):
-            raise ValueError(f"db must be a path or a store with add/add_fingerprint/done, got {type(db).__name__}")
-    return db, False
+def _check_store(db: Any) -> Any:
+    """``db`` must be a store object (duck-typed); the collector never imports the dataset layer itself."""
+    if db is None:
+        raise ValueError("db is required: a store such as spaceevo.datasets.LatencyStore('x.db')")
+    missing = [m for m in ("add", "add_fingerprint", "done") if not hasattr(db, m)]
+    if missing:
+        raise ValueError(f"db must be a store with add/add_fingerprint/done (e.g. spaceevo.datasets.LatencyStore"
+                         f"('x.db')), got {type(db).__name__} lacking {missing}")
+    return db
 
 
 def _progress(enabled: bool, total: int):
@@ -49,12 +47,11 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
                 backend_opts: dict | None = None) -> dict:
     """Measure every (unit, dtype) not yet in ``db`` and store it; returns a summary dict.
 
-    ``db`` is a path (an SQLite :class:`~spaceevo.datasets.store.LatencyStore`) or a store object.
+    ``db`` is a store object such as :class:`spaceevo.datasets.LatencyStore` (the caller opens and closes it).
     Units already stored for this device/dtype/threads are skipped (failed ones too, unless
     ``retry_failed``). A unit that fails to convert or run is stored as failed and the run goes on.
     """
-    if db is None:
-        raise ValueError("db is required: a path to the SQLite dataset (e.g. x.db)")
+    store = _check_store(db)
     be = get_backend(backend, **{"seed": seed, **(backend_opts or {})}) if isinstance(backend, str) else backend
     be.require()
     dtypes = [check_dtype(d) for d in dtypes]
@@ -62,51 +59,46 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
         raise ValueError("dtypes is empty; allowed: int8, fp32")
     units = list(units)
     device = device or default_device(be)
-    store, owned = _open_store(db)
     started = time.perf_counter()
+    fp_ids = {}
+    for d in dtypes:
+        fp = be.fingerprint(d)
+        fp_ids[d] = store.add_fingerprint(fingerprint_id(fp), fp)
+    done = {d: store.done(device, d, be.threads, include_failed=not retry_failed) for d in dtypes}
+    todo = [(u, d) for u in units for d in dtypes if (u.kind, u.key) not in done[d]]
+    total = len(units) * len(dtypes)
+    skipped = total - len(todo)
+    ok = failed = 0
+    cvs: list[float] = []
+    bar = _progress(progress and bool(todo), len(todo))
+    task = bar.add_task("", total=len(todo)) if bar else None
+    if bar:
+        bar.start()
     try:
-        fp_ids = {}
-        for d in dtypes:
-            fp = be.fingerprint(d)
-            fp_ids[d] = store.add_fingerprint(fingerprint_id(fp), fp)
-        done = {d: store.done(device, d, be.threads, include_failed=not retry_failed) for d in dtypes}
-        todo = [(u, d) for u in units for d in dtypes if (u.kind, u.key) not in done[d]]
-        total = len(units) * len(dtypes)
-        skipped = total - len(todo)
-        ok = failed = 0
-        cvs: list[float] = []
-        bar = _progress(progress and bool(todo), len(todo))
-        task = bar.add_task("", total=len(todo)) if bar else None
-        if bar:
-            bar.start()
-        try:
-            for unit, dtype in todo:
-                if bar:
-                    bar.update(task, description=f"{dtype} {unit.key}"[:80])
-                try:
-                    stats = be.measure(unit, dtype)
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception as exc:  # recorded as failed; the run goes on
-                    msg = f"{type(exc).__name__}: {exc}".strip()[:2000]
-                    log.warning("%s %s failed: %s", dtype, unit.key, msg)
-                    store.add(unit, device, be.name, dtype, be.threads, error=msg, fingerprint_id=fp_ids[dtype],
-                              seed=seed)
-                    failed += 1
-                else:
-                    store.add(unit, device, be.name, dtype, be.threads, stats=stats, fingerprint_id=fp_ids[dtype],
-                              seed=seed)
-                    ok += 1
-                    cvs.append(stats.cv)
-                if bar:
-                    bar.advance(task)
-        finally:
+        for unit, dtype in todo:
             if bar:
-                bar.stop()
+                bar.update(task, description=f"{dtype} {unit.key}"[:80])
+            try:
+                stats = be.measure(unit, dtype)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # recorded as failed; the run goes on
+                msg = f"{type(exc).__name__}: {exc}".strip()[:2000]
+                log.warning("%s %s failed: %s", dtype, unit.key, msg)
+                store.add(unit, device, be.name, dtype, be.threads, error=msg, fingerprint_id=fp_ids[dtype],
+                          seed=seed)
+                failed += 1
+            else:
+                store.add(unit, device, be.name, dtype, be.threads, stats=stats, fingerprint_id=fp_ids[dtype],
+                          seed=seed)
+                ok += 1
+                cvs.append(stats.cv)
+            if bar:
+                bar.advance(task)
     finally:
-        if owned:
-            store.close()
+        if bar:
+            bar.stop()
     return {"device": device, "backend": be.name, "dtypes": dtypes, "threads": be.threads, "units": len(units),
             "total": total, "skipped": skipped, "measured": ok + failed, "ok": ok, "failed": failed,
             "median_cv": statistics.median(cvs) if cvs else None,
-            "seconds": round(time.perf_counter() - started, 2), "db": str(getattr(store, "path", db))}
+            "seconds": round(time.perf_counter() - started, 2), "db": str(store.path) if hasattr(store, "path") else None}

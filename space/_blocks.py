@@ -177,6 +177,10 @@ class BlockConfig:
                 kwargs[key] = value if key == "act" else (float(value) if key == "e" else int(value))
             except ValueError:
                 raise ValueError(f"block field {key}={value!r} is not a number") from None
+        missing = [name for name in ("hw", "cin", "cout") if name not in kwargs]
+        if missing:
+            raise ValueError(f"block {text!r} lacks required field(s) {missing}; expected e.g. "
+                             "'MobileNetV2ResBlock hw=112 cin=16 cout=32 k=3 e=4 s=2 act=relu6'")
         return cls(parts[0], **kwargs)
 
 

@@ -43,7 +43,8 @@ def units():
 def test_run_profile_records_failures_and_resumes(tmp_path):
     db = tmp_path / "x.db"
     be = get_backend("ort", **FAST)
-    s1 = run_profile(units(), be, ["int8", "fp32"], db=db, device="test-dev", progress=False)
+    with LatencyStore(db) as st:
+        s1 = run_profile(units(), be, ["int8", "fp32"], db=st, device="test-dev", progress=False)
     assert (s1["total"], s1["ok"], s1["failed"], s1["skipped"]) == (6, 4, 2, 0)
     assert s1["median_cv"] is not None and s1["device"] == "test-dev"
     with LatencyStore(db) as st:
@@ -52,27 +53,34 @@ def test_run_profile_records_failures_and_resumes(tmp_path):
         fps = st.fingerprints()
     assert failed["error"].str.contains("RuntimeError: cannot build this unit").all() and len(failed) == 2
     assert len(ok) == 4 and set(ok["fingerprint_id"]) <= set(fps)
-    s2 = run_profile(units(), be, ["int8", "fp32"], db=db, device="test-dev", progress=False)
+    with LatencyStore(db) as st:
+        s2 = run_profile(units(), be, ["int8", "fp32"], db=st, device="test-dev", progress=False)
     assert (s2["measured"], s2["skipped"]) == (0, 6)
-    s3 = run_profile(units(), be, ["int8", "fp32"], db=db, device="test-dev", progress=False, retry_failed=True)
+    with LatencyStore(db) as st:
+        s3 = run_profile(units(), be, ["int8", "fp32"], db=st, device="test-dev", progress=False,
+                         retry_failed=True)
     assert (s3["measured"], s3["failed"]) == (2, 2)
     with LatencyStore(db) as st:
         assert st.count() == 6
 
 
 def test_default_device_id_is_backend_and_cpu(tmp_path):
-    s = run_profile([make_kernel("relu", hw=4, cin=8)], get_backend("ort", **FAST), ["int8"], db=tmp_path / "x.db",
-                    progress=False)
+    with LatencyStore(tmp_path / "x.db") as st:
+        s = run_profile([make_kernel("relu", hw=4, cin=8)], get_backend("ort", **FAST), ["int8"], db=st,
+                        progress=False)
     assert s["device"].startswith("ort-") and len(s["device"]) > 4
 
 
 def test_run_profile_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="db is required"):
         run_profile(units(), "ort", ["int8"], db=None)
-    with pytest.raises(ValueError, match=r"dtype='int16' is not in \['int8', 'fp32'\]"):
-        run_profile(units(), "ort", ["int16"], db=tmp_path / "x.db")
-    with pytest.raises(ValueError, match="unknown backend 'trt'"):
-        run_profile(units(), "trt", ["int8"], db=tmp_path / "x.db")
+    with pytest.raises(ValueError, match=r"db must be a store .* got PosixPath"):
+        run_profile(units(), "ort", ["int8"], db=tmp_path / "x.db")
+    with LatencyStore(tmp_path / "x.db") as st:
+        with pytest.raises(ValueError, match=r"dtype='int16' is not in \['int8', 'fp32'\]"):
+            run_profile(units(), "ort", ["int16"], db=st)
+        with pytest.raises(ValueError, match="unknown backend 'trt'"):
+            run_profile(units(), "trt", ["int8"], db=st)
 
 
 PROFILE_ARGS = ["profile", "--backend", "ort", "--dtype", "int8", "--dtype", "fp32", "--space", "onnxw-151122-023231",

@@ -174,5 +174,7 @@ def test_block_config_parse_and_errors() -> None:
         BlockConfig.parse("ResNetBlock hw=8 foo=1")
     with pytest.raises(ValueError, match=r"block field hw='x' is not a number"):
         BlockConfig.parse("ResNetBlock hw=x")
+    with pytest.raises(ValueError, match=r"lacks required field\(s\) \['cin', 'cout'\]"):
+        BlockConfig.parse("ResNetBlock hw=8")
     with pytest.raises(ValueError, match=r"unknown block type 'Nope'"):
         get_block("Nope")

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
+from . import predict_cmd, profile_cmd, quickstart_cmd, search_cmd, space_cmd, train_cmd
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="INT8 latency profiling, latency predictors and SpaceEvo search-space design.")
 
-# Each module registers its commands on ``app``; modules import their heavy dependencies lazily.
-_COMMAND_MODULES = ("space_cmd", "profile_cmd", "predict_cmd", "search_cmd", "train_cmd")
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as exc:  # a command group still being built in this checkout
-        if exc.name != f"{__name__}.{_name}":
-            raise
-        continue
+# Each module registers its commands on ``app`` and imports its heavy dependencies lazily.
+for _module in (quickstart_cmd, space_cmd, profile_cmd, predict_cmd, search_cmd, train_cmd):
     _module.register(app)
 
 

@@ -142,8 +142,11 @@ def register(app: typer.Typer) -> None:
                                  [[d["units"], ",".join(d["dtypes"]), d["device"], d["to_measure"]]]))
             return
         be = _make_backend(backend, opts)
-        summary = run_profile(units, be, dtypes, db=str(db), device=device, seed=seed,
-                              progress=progress and not as_json, retry_failed=retry_failed)
+        from spaceevo.datasets.store import LatencyStore
+
+        with LatencyStore(db) as store:
+            summary = run_profile(units, be, dtypes, db=store, device=device, seed=seed,
+                                  progress=progress and not as_json, retry_failed=retry_failed)
         emit(summary, as_json, _render_summary)
 
     @app.command("devices")
