@@ -37,12 +37,9 @@ def int8_speedup(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def plot_speedup(per_unit: pd.DataFrame, path: str | Path) -> Path:
     """A PNG box plot of the INT8 speed-up per unit type (log scale, 1x marked)."""
-    import matplotlib
+    from spaceevo._figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
+    plt = pyplot()
     order = per_unit.groupby("type")["speedup"].median().sort_values().index.tolist()
     data = [per_unit.loc[per_unit["type"] == t, "speedup"].to_numpy() for t in order]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) + 1.5))
@@ -54,7 +51,4 @@ def plot_speedup(per_unit: pd.DataFrame, path: str | Path) -> Path:
     devices = ", ".join(sorted(per_unit["device"].unique()))
     ax.set_title(f"INT8 speed-up per unit type ({devices})")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -63,10 +63,9 @@ class EvolutionResult:
 
     def plot(self, path: str | Path) -> Path:
         """PNG of the best score against evaluations."""
-        import matplotlib
+        from spaceevo._figures import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(6, 4))
         curve = self.best_curve()
@@ -76,12 +75,7 @@ class EvolutionResult:
         c = self.config
         ax.set_title(f"{c['hyperspace']}: T={c['constraints']} ms, {c['latency']}")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def homogeneous_spaces(tables: QTTables) -> list[SearchSpace]:

@@ -222,10 +222,9 @@ def pareto_front(cands: Sequence[Candidate]) -> list[Candidate]:
 def plot_pareto(cands: Sequence[Candidate], front: Sequence[Candidate], chosen: dict[float, Candidate | None],
                 path: str | Path, title: str = "") -> Path:
     """PNG: every evaluated subnet, the Pareto front, the constraints and the chosen subnets."""
-    import matplotlib
+    from spaceevo._figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([c.latency_ms for c in cands], [c.loss for c in cands], s=3, alpha=0.25, label="evaluated")
@@ -239,9 +238,4 @@ def plot_pareto(cands: Sequence[Candidate], front: Sequence[Candidate], chosen: 
     ax.set_title(title)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
