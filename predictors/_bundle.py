@@ -20,6 +20,7 @@ import pandas as pd
 from spaceevo.space import BlockConfig, SearchSpace, Subnet
 
 from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params
+from ._composition import compose, fit_composition, identity_composition, per_block_values, terms_of
 from ._fast import SubnetLatencyTable
 from ._features import CONFIG_FIELDS, block_features, config_key, configs_from_frame, feature_schema
 from ._metrics import latency_metrics
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 FORMAT = "spaceevo-latency-predictor"
 FORMAT_VERSION = 1
 DTYPES = ("int8", "fp32")
+TARGETS = ("median_ms", "min_ms", "mean_ms")
 
 
 class PredictorFileError(ValueError):
@@ -68,9 +70,12 @@ class LatencyPredictor:
     """Latency predictor of one device and dtype: one model per block type plus a composition term."""
 
     def __init__(self, device: str = "unknown", dtype: str = "int8", estimator: str = "lgbm",
-                 estimator_params: dict | None = None, fingerprint: dict | None = None, source: str | None = None):
+                 estimator_params: dict | None = None, fingerprint: dict | None = None, source: str | None = None,
+                 target: str = "median_ms"):
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not one of {list(DTYPES)}")
+        if target not in TARGETS:
+            raise ValueError(f"target={target!r} is not one of {list(TARGETS)}")
         get_estimator(estimator)
         self.device = device
         self.dtype = dtype
@@ -78,10 +83,12 @@ class LatencyPredictor:
         self.estimator_params = dict(estimator_params or {})
         self.fingerprint = dict(fingerprint or {})
         self.source = source
+        self.target = target
         self.models: dict = {}
-        self.composition = _identity_composition()
+        self.composition = identity_composition()
         self._manifest: dict = {}
         self._tables: dict[str, SubnetLatencyTable] = {}
+        self._composed: dict[str, SubnetLatencyTable] = {}
 
     # -- training ------------------------------------------------------------------------------
     def _make(self, unit_type: str):
@@ -104,10 +111,10 @@ class LatencyPredictor:
         blocks = self._block_rows(df)
         if blocks.empty:
             raise ValueError("no block measurements (kind='block', status='ok') to train on")
-        if "median_ms" not in blocks.columns:
-            raise ValueError("measurement table lacks the 'median_ms' column")
+        if self.target not in blocks.columns:
+            raise ValueError(f"measurement table lacks the {self.target!r} column (the predictor's target)")
         configs = configs_from_frame(blocks)
-        y = blocks["median_ms"].to_numpy(dtype=np.float64)
+        y = blocks[self.target].to_numpy(dtype=np.float64)
         types = np.array([c.type for c in configs])
         X = block_features(configs)
         self.models = {}
@@ -115,7 +122,8 @@ class LatencyPredictor:
             m = types == t
             self.models[t] = self._make(t).fit(X[m], y[m])
         self._tables = {}
-        self.composition = _identity_composition()
+        self._composed = {}
+        self.composition = identity_composition()
         models = df[df["kind"] == "model"] if "kind" in df.columns else df.iloc[:0]
         if "status" in models.columns:
             models = models[models["status"].fillna("ok") == "ok"]
@@ -124,7 +132,7 @@ class LatencyPredictor:
         unit_pred = self.predict_blocks(configs)
         self._manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "device": self.device, "dtype": self.dtype,
-            "estimator": self.estimator, "estimator_params": self.estimator_params,
+            "estimator": self.estimator, "estimator_params": self.estimator_params, "target": self.target,
             "fingerprint": self.fingerprint, "source": self.source, "runtime": _runtime_versions(),
             "feature_schema": feature_schema(), "dataset": {"digest": dataset_digest(df), "n_block_rows": len(blocks),
                                                              "n_model_rows": int(len(models)),
@@ -136,35 +144,25 @@ class LatencyPredictor:
         return self
 
     def fit_composition(self, models: pd.DataFrame) -> dict:
-        """Learn ``measured = scale * sum(blocks) + params_coef * params_m + offset`` on whole-model rows.
+        """Learn the composition term (see ``_composition``) on whole-subnet rows; return its metrics.
 
-        Blocks timed alone keep their weights in cache and pay per-model overheads; a whole network does
-        neither, so the correction has a size term (params, M) besides the scale and offset. Fitted by least
-        squares in relative error.
+        Blocks timed alone pay per-model overheads (session call, quantising the input, de-quantising the
+        output) that a whole network pays once, so the plain sum overestimates; the term is fitted in
+        relative error, and the feature set is chosen by leave-one-out error on these rows only.
         """
-        spaces, subnets, y = [], [], []
-        for cfg, ms in zip(models["config"], models["median_ms"]):
+        networks, lats, y = [], [], []
+        for cfg, ms in zip(models["config"], models[self.target]):
             c = json.loads(cfg) if isinstance(cfg, str) else dict(cfg)
-            spaces.append(c["space"])
-            subnets.append(c["subnet"])
+            sp = _parse_space(c["space"])
+            configs = [b.config for b in sp.blocks(_parse_subnet(sp, c["subnet"]))]
+            networks.append(configs)
+            lats.append(self.predict_blocks(configs))
             y.append(float(ms))
-        y = np.asarray(y)
-        outs = [self.predict_subnet(sp, sn, composed=False) for sp, sn in zip(spaces, subnets)]
-        sums = np.array([o["latency_ms"] for o in outs])
-        params = np.array([o["params_m"] for o in outs])
-        coef = _fit_composition(sums, params, y)
-        loo = np.empty_like(y)
-        for i in range(len(y)):
-            keep = np.arange(len(y)) != i
-            c = _fit_composition(sums[keep], params[keep], y[keep])
-            loo[i] = _apply(c, sums[i], params[i])
-        self.composition = {**coef, "n_models": int(len(y)), "features": ["blocks_sum_ms", "params_m"]}
-        metrics = {"model_sum": latency_metrics(y, sums),
-                   "model_composed": latency_metrics(y, _apply(coef, sums, params)),
-                   "model_composed_loo": latency_metrics(y, loo)}
+        self.composition, metrics = fit_composition(networks, lats, y)
         self._manifest.setdefault("metrics", {}).update(metrics)
         self._manifest["composition"] = self.composition
         self._tables = {}
+        self._composed = {}
         return metrics
 
     # -- queries -------------------------------------------------------------------------------
@@ -196,19 +194,17 @@ class LatencyPredictor:
         cfg = BlockConfig.parse(config) if isinstance(config, str) else config
         return float(self.predict_blocks([cfg])[0])
 
-    def _compose(self, total, params_m=0.0):
-        return _apply(self.composition, total, params_m)
-
     def predict_subnet(self, space: SearchSpace | str, subnet: Subnet | str, composed: bool = True) -> dict:
         """``latency_ms`` of a subnet (sum of blocks plus the composition term) and its ``blocks``."""
         sp = _parse_space(space)
         sn = _parse_subnet(sp, subnet)
         blocks = sp.blocks(sn)
-        lat, src = self.predict_blocks([b.config for b in blocks], return_source=True)
+        configs = [b.config for b in blocks]
+        lat, src = self.predict_blocks(configs, return_source=True)
         total = float(lat.sum())
-        params_m = sum(b.config.params for b in blocks) / 1e6
+        params_m = sum(c.params for c in configs) / 1e6
         return {"space": str(sp), "subnet": str(sn),
-                "latency_ms": float(self._compose(total, params_m)) if composed else total,
+                "latency_ms": compose(self.composition, configs, lat) if composed else total,
                 "blocks_sum_ms": total, "params_m": params_m,
                 "blocks": [{"stage": b.stage, **b.config.as_dict(), "latency_ms": float(v), "source": str(s)}
                            for b, v, s in zip(blocks, lat, src)]}
@@ -228,20 +224,33 @@ class LatencyPredictor:
         subs = [_parse_subnet(sp, s) for s in subnets]
         return self.predict_encoded(sp, *self.table(sp).encode(subs))
 
+    def composed_table(self, space: SearchSpace | str) -> SubnetLatencyTable:
+        """The table of each cached block's share of the composed latency (the composition folded in)."""
+        sp = _parse_space(space)
+        key = str(sp)
+        if key not in self._composed:
+            raw = self.table(sp)
+
+            def values(configs):
+                if len(configs) != len(raw.configs):
+                    raise RuntimeError("the composed table must enumerate the same blocks as the raw table")
+                return per_block_values(self.composition, configs, raw.latency)
+            self._composed[key] = SubnetLatencyTable(sp, values, resolutions=raw.resolutions)
+        return self._composed[key]
+
     def predict_encoded(self, space: SearchSpace | str, r_idx: np.ndarray, depths: np.ndarray,
                         codes: np.ndarray) -> np.ndarray:
         """Latency (ms) of subnets already encoded with ``table(space).encode`` (the fastest path).
 
-        The composition is linear, so it folds into one per-block value: one gather-and-sum per subnet.
+        The composition is linear in per-block values, so it is folded into one value per cached block:
+        one gather-and-sum per subnet.
         """
-        table = self.table(space)
-        c = self.composition
-        values = c["scale"] * table.latency + c.get("params_coef", 0.0) * table.params_m
-        return table.sum_encoded(r_idx, depths, codes, values=values) + c["offset_ms"]
+        table = self.composed_table(space)
+        return table.sum_encoded(r_idx, depths, codes) + self.composition.get("offset_ms", 0.0)
 
     def predict_subnet_fast(self, space: SearchSpace | str, subnet: Subnet) -> float:
         """Latency (ms) of one subnet from the cached table, in microseconds."""
-        return self._compose(*self.table(space).sums_one(subnet))
+        return self.composed_table(space).sum_one(subnet) + self.composition.get("offset_ms", 0.0)
 
     # -- artefact ------------------------------------------------------------------------------
     @property
@@ -286,9 +295,10 @@ class LatencyPredictor:
                                          f"which differs from this spaceevo's ({feature_schema()['version']}); retrain it")
             pred = cls(device=man["device"], dtype=man["dtype"], estimator=man["estimator"],
                        estimator_params=man.get("estimator_params"), fingerprint=man.get("fingerprint"),
-                       source=man.get("source"))
+                       source=man.get("source"), target=man.get("target", "median_ms"))
             pred.models = {t: estimator_from_state(s) for t, s in data["models"].items()}
             pred.composition = dict(data["composition"])
+            terms_of(pred.composition)
             pred._manifest = man
         except PredictorFileError:
             raise
@@ -319,35 +329,15 @@ class LatencyPredictor:
                 f"types={sorted(self.models)})")
 
 
-def _identity_composition() -> dict:
-    return {"scale": 1.0, "params_coef": 0.0, "offset_ms": 0.0, "n_models": 0, "features": ["blocks_sum_ms", "params_m"]}
-
-
-def _apply(c: dict, total, params_m):
-    return c["scale"] * total + c.get("params_coef", 0.0) * params_m + c["offset_ms"]
-
-
-def _fit_composition(sums: np.ndarray, params: np.ndarray, y: np.ndarray) -> dict:
-    """Least squares of ``a*sum + p*params + b ~ y`` in relative error; fewer terms with fewer points."""
-    out = {"scale": 1.0, "params_coef": 0.0, "offset_ms": 0.0}
-    if len(y) == 0:
-        return out
-    if len(y) < 3 or np.ptp(sums) == 0:
-        out["scale"] = float(np.mean(y / sums))
-        return out
-    cols = [sums / y, 1.0 / y] if len(y) < 6 else [sums / y, params / y, 1.0 / y]
-    w, *_ = np.linalg.lstsq(np.stack(cols, axis=1), np.ones_like(y), rcond=None)
-    out["scale"], out["offset_ms"] = float(w[0]), float(w[-1])
-    if len(w) == 3:
-        out["params_coef"] = float(w[1])
-    return out
-
-
 def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimator: str = "lgbm",
                     fingerprint: dict | None = None, source: str | None = None, estimator_params: dict | None = None,
-                    cv_folds: int = 5, seed: int = 0) -> LatencyPredictor:
-    """Train a predictor on the store's rows of one device and dtype; k-fold unit metrics go in the manifest."""
-    from ._evaluate import cross_validate_units
+                    cv_folds: int = 5, seed: int = 0, target: str = "median_ms") -> LatencyPredictor:
+    """Train a predictor on the store's rows of one device and dtype; k-fold unit metrics go in the manifest.
+
+    ``target`` is the timing statistic learned (``median_ms`` by default; ``min_ms`` is the least
+    disturbed run, steadier on a shared machine).
+    """
+    from ._evaluate import cross_validate_units, holdout_units
 
     if "device" in df.columns and device is not None:
         df = df[df["device"] == device]
@@ -355,11 +345,13 @@ def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimato
         df = df[df["dtype"] == dtype]
     if df.empty:
         raise ValueError(f"no measurements for device={device!r} dtype={dtype!r}")
-    cv = cross_validate_units(df, estimator=estimator, folds=cv_folds, seed=seed,
-                              estimator_params=estimator_params) if cv_folds >= 2 else None
+    cv = cross_validate_units(df, estimator=estimator, folds=cv_folds, seed=seed, estimator_params=estimator_params,
+                              target=target) if cv_folds >= 2 else None
     pred = LatencyPredictor(device=device, dtype=dtype, estimator=estimator, estimator_params=estimator_params,
-                            fingerprint=fingerprint, source=source).fit(df)
+                            fingerprint=fingerprint, source=source, target=target).fit(df)
     if cv is not None:
         pred._manifest["metrics"]["unit_cv"] = cv["overall"]
         pred._manifest["metrics"]["unit_cv_by_type"] = cv["by_type"]
+        pred._manifest["metrics"]["unit_holdout"] = holdout_units(df, estimator=estimator, seed=seed,
+                                                                  estimator_params=estimator_params, target=target)
     return pred

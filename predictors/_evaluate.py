@@ -8,42 +8,59 @@ import pandas as pd
 from ._metrics import latency_metrics
 
 
-def cross_validate_units(df: pd.DataFrame, estimator: str = "lgbm", folds: int = 5, seed: int = 0,
-                         estimator_params: dict | None = None) -> dict:
-    """K-fold out-of-fold predictions of block rows: overall and per-type metrics, and the rows."""
+def _blocks(df: pd.DataFrame, target: str) -> pd.DataFrame:
     from ._bundle import LatencyPredictor
 
     blocks = LatencyPredictor._block_rows(df).reset_index(drop=True)
-    if folds < 2 or len(blocks) < folds:
-        raise ValueError(f"folds={folds} must be >= 2 and <= the number of block rows ({len(blocks)})")
-    rng = np.random.default_rng(seed)
-    fold = rng.permutation(len(blocks)) % folds
-    pred = np.full(len(blocks), np.nan)
-    y = blocks["median_ms"].to_numpy(dtype=np.float64)
-    for f in range(folds):
-        train = blocks[fold != f]
-        test = blocks[fold == f]
-        model = LatencyPredictor(estimator=estimator, estimator_params=estimator_params).fit(train)
-        known = test["type"].isin(set(model.models)).to_numpy()
-        if known.any():
-            from ._features import configs_from_frame
-
-            pred[np.nonzero(fold == f)[0][known]] = model.predict_blocks(configs_from_frame(test[known]))
-    ok = ~np.isnan(pred)
-    by_type = {t: latency_metrics(y[ok & (blocks["type"] == t).to_numpy()], pred[ok & (blocks["type"] == t).to_numpy()])
-               for t in sorted(blocks["type"].unique())}
-    return {"overall": latency_metrics(y[ok], pred[ok]), "by_type": by_type,
-            "rows": blocks.assign(predicted_ms=pred)}
+    if target not in blocks.columns:
+        raise ValueError(f"measurement table lacks the {target!r} column")
+    return blocks
 
 
-def holdout_units(df: pd.DataFrame, estimator: str = "lgbm", test_size: float = 0.2, seed: int = 0) -> dict:
-    """Train on a random split, score the held-out block rows."""
+def _fit_predict(train: pd.DataFrame, test: pd.DataFrame, estimator: str, estimator_params: dict | None,
+                 target: str) -> np.ndarray:
+    """Predictions for ``test`` of a predictor fitted on ``train`` (NaN for block types absent from train)."""
     from ._bundle import LatencyPredictor
     from ._features import configs_from_frame
 
-    blocks = LatencyPredictor._block_rows(df).reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    test = rng.random(len(blocks)) < test_size
-    model = LatencyPredictor(estimator=estimator).fit(blocks[~test])
-    tb = blocks[test & blocks["type"].isin(set(model.models)).to_numpy()]
-    return latency_metrics(tb["median_ms"].to_numpy(), model.predict_blocks(configs_from_frame(tb)))
+    model = LatencyPredictor(estimator=estimator, estimator_params=estimator_params, target=target).fit(train)
+    out = np.full(len(test), np.nan)
+    known = test["type"].isin(set(model.models)).to_numpy()
+    if known.any():
+        out[known] = model.predict_blocks(configs_from_frame(test[known]))
+    return out
+
+
+def _summary(blocks: pd.DataFrame, y: np.ndarray, pred: np.ndarray) -> dict:
+    ok = ~np.isnan(pred)
+    types = blocks["type"].to_numpy()
+    by_type = {t: latency_metrics(y[ok & (types == t)], pred[ok & (types == t)]) for t in sorted(set(types))}
+    return {"overall": latency_metrics(y[ok], pred[ok]), "by_type": by_type}
+
+
+def cross_validate_units(df: pd.DataFrame, estimator: str = "lgbm", folds: int = 5, seed: int = 0,
+                         estimator_params: dict | None = None, target: str = "median_ms") -> dict:
+    """K-fold out-of-fold predictions of block rows: overall and per-type metrics, and the rows."""
+    blocks = _blocks(df, target)
+    if folds < 2 or len(blocks) < folds:
+        raise ValueError(f"folds={folds} must be >= 2 and <= the number of block rows ({len(blocks)})")
+    fold = np.random.default_rng(seed).permutation(len(blocks)) % folds
+    pred = np.full(len(blocks), np.nan)
+    y = blocks[target].to_numpy(dtype=np.float64)
+    for f in range(folds):
+        test = fold == f
+        pred[test] = _fit_predict(blocks[~test], blocks[test], estimator, estimator_params, target)
+    return {**_summary(blocks, y, pred), "rows": blocks.assign(predicted_ms=pred)}
+
+
+def holdout_units(df: pd.DataFrame, estimator: str = "lgbm", test_size: float = 0.2, seed: int = 0,
+                  estimator_params: dict | None = None, target: str = "median_ms") -> dict:
+    """Train on a random split, score the held-out block rows (overall metrics, as ``latency_metrics``)."""
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size={test_size!r} must be in (0, 1)")
+    blocks = _blocks(df, target)
+    test = np.random.default_rng(seed).random(len(blocks)) < test_size
+    pred = _fit_predict(blocks[~test], blocks[test], estimator, estimator_params, target)
+    y = blocks.loc[test, target].to_numpy(dtype=np.float64)
+    ok = ~np.isnan(pred)
+    return latency_metrics(y[ok], pred[ok])

@@ -17,6 +17,7 @@ from spaceevo.predictors import (
     load_predictor,
     train_predictor,
 )
+from spaceevo.predictors._composition import compose, fit_composition, identity_composition, terms_of
 from spaceevo.predictors._synthetic import synthetic_block_ms, synthetic_measurements
 
 SPACE = "onnxw-151122-023231"
@@ -47,8 +48,13 @@ def test_unit_accuracy_and_manifest(pred):
 
 
 def test_composition_corrects_the_block_sum(pred):
-    # synthetic whole subnets take 0.85 * sum + 0.05 ms
-    assert pred.composition["scale"] == pytest.approx(0.85, abs=0.05)
+    # synthetic whole subnets take 0.85 * sum + 0.05 ms: the composed prediction follows, whichever terms won
+    sp = SearchSpace.parse(SPACE)
+    for sn in sp.sample(5, seed=11):
+        out = pred.predict_subnet(sp, sn)
+        assert out["latency_ms"] == pytest.approx(0.85 * out["blocks_sum_ms"] + 0.05, rel=0.06)
+    c = pred.composition
+    assert c["n_models"] == 20 and c["selected_by"] == "leave-one-out MAPE" and c["candidates_loo_mape"]
     m = pred.manifest["metrics"]
     assert m["model_composed_loo"]["mape"] < m["model_sum"]["mape"]
     assert m["model_sum"]["acc_10pct"] < 50.0 <= m["model_composed_loo"]["acc_10pct"]
@@ -78,9 +84,8 @@ def test_predict_subnet_lists_blocks(pred):
     out = pred.predict_subnet(SPACE, str(sn))
     assert len(out["blocks"]) == len(sp.blocks(sn))
     assert sum(b["latency_ms"] for b in out["blocks"]) == pytest.approx(out["blocks_sum_ms"])
-    c = pred.composition
-    assert out["latency_ms"] == pytest.approx(c["scale"] * out["blocks_sum_ms"] + c["params_coef"] * out["params_m"]
-                                              + c["offset_ms"])
+    lat = np.array([b["latency_ms"] for b in out["blocks"]])
+    assert out["latency_ms"] == pytest.approx(compose(pred.composition, [b.config for b in sp.blocks(sn)], lat))
     assert out["params_m"] == pytest.approx(sum(b.config.params for b in sp.blocks(sn)) / 1e6)
     assert {"stage", "type", "hw", "cin", "cout", "k", "e", "stride", "act", "latency_ms", "source"} <= set(out["blocks"][0])
 
@@ -186,3 +191,51 @@ def test_registry_user_dir(tmp_path, monkeypatch, pred):
         load_predictor("nope")
     with pytest.raises(ValueError, match="must be a plain file name"):
         install_predictor(pred, "a/b")
+
+
+def _nets(n, seed=0):
+    sp = SearchSpace.parse(SPACE)
+    return [[b.config for b in sp.blocks(s)] for s in sp.sample(n, seed=seed)]
+
+
+def test_fit_composition_recovers_per_type_scales_and_overhead():
+    nets = _nets(30)
+    lat = [np.array([synthetic_block_ms(c) for c in net]) for net in nets]
+    scale = {"MobileNetV2ResBlock": 0.7, "MobileNetV3ResBlock": 1.0, "FusedMBConvResBlock": 0.9}
+    y = [sum(scale.get(c.type, 0.8) * v for c, v in zip(net, lv)) - 0.01 * len(net) + 0.2
+         for net, lv in zip(nets, lat)]
+    c, metrics = fit_composition(nets, lat, y)
+    assert set(terms_of(c)) >= {f"lat:{t}" for t in scale} and "blocks" in terms_of(c)
+    assert terms_of(c)["lat:MobileNetV2ResBlock"] == pytest.approx(0.7, rel=0.05)
+    assert metrics["model_composed_loo"]["mape"] < 0.5 < metrics["model_sum"]["mape"]
+    assert all(compose(c, net, lv) == pytest.approx(t, rel=0.01) for net, lv, t in zip(nets, lat, y))
+
+
+def test_fit_composition_small_and_bad_input():
+    nets = _nets(4)
+    lat = [np.ones(len(n)) for n in nets]
+    c, _ = fit_composition(nets, lat, [0.5 * len(n) for n in nets])
+    assert c["terms"] == {"lat": pytest.approx(0.5)} and c["selected_by"] == "too few networks"
+    assert fit_composition([], [], [])[0] == identity_composition()
+    with pytest.raises(ValueError, match="one entry per network"):
+        fit_composition(nets, lat[:2], [1.0] * 4)
+    with pytest.raises(ValueError, match="measured_ms must be finite and > 0"):
+        fit_composition(nets, lat, [1.0, 0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="composition feature 'flops' is not one of"):
+        compose({"terms": {"flops": 1.0}}, nets[0], lat[0])
+
+
+def test_legacy_composition_terms():
+    assert terms_of({"scale": 0.9, "params_coef": 0.1, "offset_ms": 0.0}) == {"lat": 0.9, "params_m": 0.1}
+
+
+def test_target_statistic(data):
+    df = data.assign(min_ms=data["median_ms"] * 0.9)
+    p = train_predictor(df, device="synthetic", estimator="lut", cv_folds=0, target="min_ms")
+    assert p.target == "min_ms" and p.manifest["target"] == "min_ms"
+    key = df[df["kind"] == "block"]["key"].iloc[0]
+    assert p.predict_block(key) == pytest.approx(float(df.loc[df["key"] == key, "min_ms"].iloc[0]))
+    with pytest.raises(ValueError, match=r"target='p50' is not one of \['median_ms', 'min_ms', 'mean_ms'\]"):
+        LatencyPredictor(target="p50")
+    with pytest.raises(ValueError, match="lacks the 'min_ms' column"):
+        LatencyPredictor(target="min_ms").fit(data)
