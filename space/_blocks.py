@@ -21,6 +21,7 @@ from ._ops import (
     Shape,
     count_macs,
     count_params,
+    leaves,
     output_shape,
 )
 
@@ -140,7 +141,7 @@ class BlockConfig:
     def hidden(self) -> int:
         """Width of the block's widest inner tensor (its hidden width)."""
         widths = [self.cin, self.cout]
-        for op in _leaves(self.ops):
+        for op in leaves(self.ops):
             if isinstance(op, Conv):
                 widths.append(op.cout)
         return max(widths)
@@ -182,15 +183,6 @@ class BlockConfig:
             raise ValueError(f"block {text!r} lacks required field(s) {missing}; expected e.g. "
                              "'MobileNetV2ResBlock hw=112 cin=16 cout=32 k=3 e=4 s=2 act=relu6'")
         return cls(parts[0], **kwargs)
-
-
-def _leaves(ops: tuple[Op, ...]):
-    for op in ops:
-        if isinstance(op, Residual):
-            yield from _leaves(op.body)
-            yield from _leaves(op.shortcut)
-        else:
-            yield op
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> tuple[Op, ...]:

@@ -7,7 +7,7 @@ Keras model in agreement by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "hswish", "swish", "hsigmoid", "sigmoid")
 
@@ -124,6 +124,16 @@ def count_macs(ops: tuple[Op, ...], shape: Shape) -> int:
         elif isinstance(op, Linear):
             total += op.cin * op.cout
     return total
+
+
+def leaves(ops: Sequence[Op]) -> Iterator[Op]:
+    """The layers of ``ops`` in order, residual bodies before their shortcuts, without the Residual wrappers."""
+    for op in ops:
+        if isinstance(op, Residual):
+            yield from leaves(op.body)
+            yield from leaves(op.shortcut)
+        else:
+            yield op
 
 
 def count_params(ops: tuple[Op, ...]) -> int:
