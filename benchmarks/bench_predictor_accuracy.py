@@ -1,12 +1,18 @@
-"""End to end on this CPU: profile blocks and whole subnets, train predictors, validate on whole subnets.
+"""End to end on this CPU: profile a search space's blocks and whole training subnets, train, validate.
 
-Run: ``python benchmarks/bench_predictor_accuracy.py [--out DIR] [--validate 50] [--train-models 20]``.
-Sample ``--validate`` onnxw subnets at r160 (seed 0, as ``spaceevo validate --seed 0 --resolution 160``)
-and ``--train-models`` other ones (seed 100); profile the distinct blocks of both samples (the LUT of
-this part of the space) and the whole training subnets (for the composition term); then report
-unit-level k-fold accuracy and model-level accuracy on the validation subnets, measured whole:
-- ``lut``: measured block latencies (the space's LUT) + composition term;
-- ``lgbm`` / ``rf``: models trained on the training subnets' blocks only (validation blocks unseen).
+Run the stages (each resumable; measurements go into SQLite stores under ``--out``)::
+
+    python benchmarks/bench_predictor_accuracy.py blocks --out /tmp/p4     # every block of SPACE at r160
+    python benchmarks/bench_predictor_accuracy.py models --out /tmp/p4     # 30 whole training subnets (seed 100)
+    python benchmarks/bench_predictor_accuracy.py train --out /tmp/p4      # unit-level hold-out / k-fold, predictors
+    spaceevo validate --predictor /tmp/p4/pred-lgbm.json.gz --space SPACE --samples 50 --backend ort \\
+        --dtype int8 --resolution 160 --rounds 9 --db /tmp/p4/val.db --json       # 50 other subnets (seed 0)
+    python benchmarks/bench_predictor_accuracy.py score --out /tmp/p4      # every predictor on val.db
+
+``blocks`` and ``models`` can run at the same time (two stores). Measurements use interleaved rounds
+(``measure_rounds``): each unit is converted once, then timed in ``--rounds`` short fresh sessions spread
+over the run, and its median over rounds is kept; on a shared machine that is what makes a number
+repeatable. The training subnets (seed 100) are disjoint from the validation subnets (seed 0).
 """
 
 from __future__ import annotations
@@ -17,76 +23,117 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+
+def _measure(args, units: list, name: str) -> dict:
+    from spaceevo.datasets.store import LatencyStore
+    from spaceevo.predictors._validate import make_backend, measure_rounds
+
+    be = make_backend("ort", rounds=args.rounds)
+    raw: dict = {}
+    raw_path = Path(args.out) / f"{name}_rounds.json"
+    if raw_path.is_file():
+        raw = json.loads(raw_path.read_text())
+    t0 = time.time()
+    with LatencyStore(Path(args.out) / f"{name}.db") as st:
+        measure_rounds(units, be, "int8", rounds=args.rounds, store=st, progress=not args.quiet, raw=raw)
+        df = st.read_measurements(status="ok")
+    raw_path.write_text(json.dumps(raw))
+    return {name: len(df), "median_between_round_cv": float(df["cv"].median()), "seconds": time.time() - t0}
+
+
+def _blocks(args) -> dict:
+    from spaceevo.latency import BlockUnit
+    from spaceevo.latency._samplers import space_block_configs
+
+    return _measure(args, [BlockUnit(c) for c in space_block_configs(args.space, [args.resolution])], "blocks")
+
+
+def _models(args) -> dict:
+    from spaceevo.latency import SubnetUnit
+    from spaceevo.predictors._validate import sample_subnets
+
+    subs = sample_subnets(args.space, args.train_models, seed=args.train_seed, resolution=args.resolution)
+    return _measure(args, [SubnetUnit(args.space, str(s)) for s in subs], "models")
+
+
+def _read(out: Path):
+    import pandas as pd
+
+    from spaceevo.datasets.store import LatencyStore
+
+    frames = []
+    for name in ("blocks.db", "models.db"):
+        if (out / name).is_file():
+            with LatencyStore(out / name) as st:
+                frames.append(st.read_measurements(status="ok"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _train(args) -> dict:
+    from spaceevo.predictors import train_predictor
+
+    out = Path(args.out)
+    df = _read(out)
+    device = str(df["device"].iloc[0])
+    res = {"device": device, "block_rows": int((df["kind"] == "block").sum()),
+           "model_rows": int((df["kind"] == "model").sum()), "target": args.target}
+    for est in args.estimators:
+        t0 = time.time()
+        p = train_predictor(df, device=device, estimator=est, cv_folds=5, seed=0, target=args.target,
+                            source=str(out))
+        p.save(out / f"pred-{est}.json.gz")
+        m = p.manifest["metrics"]
+        res[est] = {"unit_holdout": m.get("unit_holdout"), "unit_cv": m.get("unit_cv"),
+                    "model_sum_train": m.get("model_sum"), "model_composed_loo": m.get("model_composed_loo"),
+                    "composition": p.composition, "seconds": round(time.time() - t0, 1)}
+    return res
+
+
+def _score(args) -> dict:
+    from spaceevo.datasets.store import LatencyStore
+    from spaceevo.predictors import LatencyPredictor
+    from spaceevo.predictors._validate import sample_subnets, validate_predictor
+
+    out = Path(args.out)
+    subs = sample_subnets(args.space, args.validate, seed=0, resolution=args.resolution)
+    with LatencyStore(out / "val.db") as st:
+        df = st.read_measurements(kind="model", status="ok")
+    res = {}
+    for est in args.estimators:
+        p = LatencyPredictor.load(out / f"pred-{est}.json.gz")
+        got = dict(zip(df["key"], df[p.target]))
+        measured = np.array([got[f"{args.space}/{s}"] for s in subs])
+        v = validate_predictor(p, args.space, samples=len(subs), seed=0, resolution=args.resolution,
+                               measured=measured)
+        keys = ("acc_10pct", "acc_5pct", "mape", "kendall_tau")
+        res[est] = {"with_composition": {k: v[k] for k in keys},
+                    "without_composition": {k: v["without_composition"][k] for k in keys}}
+    return res
 
 
 def main() -> None:
-    """Profile, train, validate, print a table and write JSON."""
-    from spaceevo.predictors import cross_validate_units, train_predictor
-    from spaceevo.predictors._validate import measure_subnets, profile_sample, sample_subnets, subnet_block_configs
-    from spaceevo.predictors._validate import validate_predictor
-    from spaceevo.space import SearchSpace
-
-    ap = argparse.ArgumentParser(description=__doc__)
+    """Run one stage and print (and save) its JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["blocks", "models", "train", "score"])
     ap.add_argument("--space", default="onnxw-151122-023231")
     ap.add_argument("--resolution", type=int, default=160)
-    ap.add_argument("--validate", type=int, default=50)
     ap.add_argument("--train-models", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=200, help="timed runs per unit (whole subnets and blocks)")
-    ap.add_argument("--out", default="bench_predictor_accuracy")
+    ap.add_argument("--train-seed", type=int, default=100)
+    ap.add_argument("--validate", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--target", default="median_ms")
+    ap.add_argument("--estimators", nargs="+", default=["lgbm", "lut", "rf"])
+    ap.add_argument("--out", default="/tmp/spaceevo-predictor-accuracy")
+    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sp = SearchSpace.parse(args.space)
-    val = sample_subnets(sp, args.validate, seed=0, resolution=args.resolution)
-    train = sample_subnets(sp, args.train_models, seed=100, resolution=args.resolution)
-
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    csv = out / "measurements.csv"
-    vcsv = out / "validation_measured.json"
-    if csv.is_file():
-        df = pd.read_csv(csv)
-        measured = np.array(json.loads(vcsv.read_text()))
-    else:
-        df = profile_sample(sp, list(train) + list(val), repeats=args.repeats)
-        # whole subnets: training (composition) and validation ones interleaved in one pass, so that
-        # slow drifts of this shared machine hit both alike
-        order = [("t", i) for i in range(len(train))] + [("v", i) for i in range(len(val))]
-        order = [order[i] for i in np.random.default_rng(0).permutation(len(order))]
-        lat = measure_subnets(sp, [train[i] if k == "t" else val[i] for k, i in order], repeats=args.repeats)
-        t_lat = {i: v for (k, i), v in zip(order, lat) if k == "t"}
-        measured = np.array([v for _i, v in sorted((i, v) for (k, i), v in zip(order, lat) if k == "v")])
-        rows = [{"kind": "model", "type": "subnet", "config": json.dumps({"space": str(sp), "subnet": str(s)}),
-                 "key": f"{sp}/{s}", "device": df["device"].iloc[0], "backend": "ort", "dtype": "int8",
-                 "threads": 1, "status": "ok", "median_ms": t_lat[i]} for i, s in enumerate(train)]
-        df = pd.concat([df, pd.DataFrame(rows)], ignore_index=True)
-        df.to_csv(csv, index=False)
-        vcsv.write_text(json.dumps(measured.tolist()))
-    t_all = time.time() - t0
-    t_profile = t_all
-    device = df["device"].iloc[0]
-    train_keys = {c.to_string() for c in subnet_block_configs(sp, train)}
-    train_df = df[(df["kind"] == "model") | df["key"].isin(train_keys)]
-    n_blocks = int((df["kind"] == "block").sum())
-
-    results = {"space": str(sp), "resolution": args.resolution, "device": device, "block_rows": n_blocks,
-               "train_block_rows": int((train_df["kind"] == "block").sum()), "model_rows": int((df["kind"] == "model").sum()),
-               "validation_subnets": len(val), "profile_s": round(t_profile, 1), "total_measure_s": round(t_all, 1)}
-    for est in ("lgbm", "rf"):
-        cv = cross_validate_units(df, estimator=est, folds=5, seed=0)
-        results[f"unit_cv_{est}"] = cv["overall"]
-    preds = {"lut": train_predictor(df, device=device, estimator="lut", cv_folds=0),
-             "lgbm": train_predictor(train_df, device=device, estimator="lgbm", cv_folds=0),
-             "rf": train_predictor(train_df, device=device, estimator="rf", cv_folds=0)}
-    for name, p in preds.items():
-        p.save(out / f"pred-{name}.json.gz")
-        v = validate_predictor(p, sp, samples=len(val), seed=0, resolution=args.resolution, measured=measured)
-        results[f"model_{name}"] = {k: v[k] for k in ("acc_10pct", "acc_5pct", "mape", "kendall_tau")}
-        results[f"model_{name}_without_composition"] = {k: v["without_composition"][k]
-                                                         for k in ("acc_10pct", "acc_5pct", "mape", "kendall_tau")}
-        results[f"composition_{name}"] = p.composition
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    res = {"blocks": _blocks, "models": _models, "train": _train, "score": _score}[args.stage](args)
+    res["stage_wall_s"] = round(time.time() - t0, 1)
+    text = json.dumps(res, indent=2, default=str)
+    (Path(args.out) / f"{args.stage}.json").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from spaceevo.space import BlockConfig, SearchSpace, Subnet
 from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params
 from ._composition import compose, fit_composition, identity_composition, per_block_values, terms_of
 from ._fast import SubnetLatencyTable
-from ._features import CONFIG_FIELDS, block_features, config_key, configs_from_frame, feature_schema
+from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, config_key,
+                        configs_from_frame, feature_schema)
 from ._metrics import latency_metrics
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class LatencyPredictor:
         self.fingerprint = dict(fingerprint or {})
         self.source = source
         self.target = target
+        self.feature_version = FEATURE_SCHEMA_VERSION
         self.models: dict = {}
         self.composition = identity_composition()
         self._manifest: dict = {}
@@ -116,7 +118,7 @@ class LatencyPredictor:
         configs = configs_from_frame(blocks)
         y = blocks[self.target].to_numpy(dtype=np.float64)
         types = np.array([c.type for c in configs])
-        X = block_features(configs)
+        X = block_features(configs, self.feature_version)
         self.models = {}
         for t in sorted(set(types.tolist())):
             m = types == t
@@ -134,7 +136,7 @@ class LatencyPredictor:
             "format": FORMAT, "format_version": FORMAT_VERSION, "device": self.device, "dtype": self.dtype,
             "estimator": self.estimator, "estimator_params": self.estimator_params, "target": self.target,
             "fingerprint": self.fingerprint, "source": self.source, "runtime": _runtime_versions(),
-            "feature_schema": feature_schema(), "dataset": {"digest": dataset_digest(df), "n_block_rows": len(blocks),
+            "feature_schema": feature_schema(self.feature_version), "dataset": {"digest": dataset_digest(df), "n_block_rows": len(blocks),
                                                              "n_model_rows": int(len(models)),
                                                              "block_types": sorted(self.models)},
             "metrics": {"unit_train": latency_metrics(y, unit_pred), **self._manifest.get("metrics", {})},
@@ -177,7 +179,7 @@ class LatencyPredictor:
         out = np.zeros(len(configs))
         source = np.full(len(configs), "model", dtype=object)
         types = np.array([c.type for c in configs], dtype=object)
-        X = block_features(configs)
+        X = block_features(configs, self.feature_version)
         for t in sorted(set(types.tolist())):
             if t not in self.models:
                 raise ValueError(f"block type {t!r} has no model in this predictor (trained types: "
@@ -290,12 +292,15 @@ class LatencyPredictor:
         try:
             man = data["manifest"]
             schema = man["feature_schema"]
-            if schema != feature_schema():
-                raise PredictorFileError(f"{origin} was trained with feature schema version {schema.get('version')} "
-                                         f"which differs from this spaceevo's ({feature_schema()['version']}); retrain it")
+            version = schema.get("version")
+            if version not in FEATURE_NAMES_BY_VERSION or schema != feature_schema(version):
+                raise PredictorFileError(f"{origin} was trained with feature schema version {version} which this "
+                                         f"spaceevo does not compute (versions {sorted(FEATURE_NAMES_BY_VERSION)}); "
+                                         "retrain it")
             pred = cls(device=man["device"], dtype=man["dtype"], estimator=man["estimator"],
                        estimator_params=man.get("estimator_params"), fingerprint=man.get("fingerprint"),
                        source=man.get("source"), target=man.get("target", "median_ms"))
+            pred.feature_version = int(version)
             pred.models = {t: estimator_from_state(s) for t, s in data["models"].items()}
             pred.composition = dict(data["composition"])
             terms_of(pred.composition)
@@ -339,6 +344,8 @@ def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimato
     """
     from ._evaluate import cross_validate_units, holdout_units
 
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} is not one of {list(TARGETS)}")
     if "device" in df.columns and device is not None:
         df = df[df["device"] == device]
     if "dtype" in df.columns:

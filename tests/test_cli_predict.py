@@ -31,7 +31,26 @@ def test_train_json(trained):
     _db, out, data = trained
     assert out.is_file()
     assert data["device"] == "cpu-x" and data["estimator"] == "lut"
-    assert {"unit_train", "unit_cv", "model_sum", "model_composed"} <= set(data["metrics"])
+    assert {"unit_train", "unit_cv", "unit_holdout", "model_sum", "model_composed", "model_composed_loo"} <= \
+        set(data["metrics"])
+    assert data["composition"]["n_models"] == 12 and data["composition"]["terms"]
+
+
+def test_train_models_db_and_target(trained, tmp_path):
+    db, _out, _ = trained
+    import pandas as pd
+
+    df = pd.read_csv(db)
+    blocks, models = tmp_path / "blocks.csv", tmp_path / "models.csv"
+    df[df["kind"] == "block"].assign(min_ms=lambda d: d["median_ms"] * 0.9).to_csv(blocks, index=False)
+    df[df["kind"] == "model"].assign(min_ms=lambda d: d["median_ms"] * 0.9).to_csv(models, index=False)
+    out = tmp_path / "p.json"
+    res = runner.invoke(app, ["train", "--db", str(blocks), "--models-db", str(models), "--device", "cpu-x",
+                              "-o", str(out), "--folds", "0", "--target", "min_ms"])
+    assert res.exit_code == 0, res.output
+    assert "composition: latency = " in res.output and "(12 whole subnets)" in res.output
+    man = json.loads(out.read_text())["manifest"]
+    assert man["target"] == "min_ms" and man["dataset"]["n_model_rows"] == 12
 
 
 def test_predict_subnet_json(trained):
@@ -99,14 +118,19 @@ def test_predictors_list_and_show(trained, tmp_path, monkeypatch):
     (["predict", "d1", "--predictor", "PRED"], "--space is required"),
     (["predict", "--block", "Foo hw=8 cin=8 cout=8 k=3 e=1 s=1 act=relu", "--predictor", "PRED"],
      "unknown block type 'Foo'"),
-    (["predict", "--block", "ResNetBlock hw=8", "--predictor", "PRED"], "must look like 'MobileNetV2ResBlock hw=112"),
+    (["predict", "--block", "ResNetBlock hw=8", "--predictor", "PRED"], "block 'ResNetBlock hw=8'"),
     (["predict", "--block", "ResNetBlock hw=8 cin=8 cout=8 k=3 e=1 s=1 act=relu", "--predictor", "nope"],
      "predictor 'nope' is neither a file nor a registered name"),
     (["train", "--db", "missing.db", "--device", "x", "-o", "o.json"], "--db 'missing.db' does not exist"),
+    (["validate", "-p", "PRED", "--space", SPACE, "--samples", "1"], "samples=1 must be >= 2"),
+    (["validate", "-p", "PRED", "--space", SPACE, "--samples", "3", "--recheck", "4"],
+     "recheck=4 must be between 0 and samples=3"),
+    (["train", "--db", "DB", "--device", "cpu-x", "-o", "o.json", "--target", "p50"],
+     "target='p50' is not one of ['median_ms', 'min_ms', 'mean_ms']"),
 ])
 def test_user_errors_exit_2(trained, capsys, args, message):
     _db, pred, _ = trained
-    args = [str(pred) if a == "PRED" else a for a in args]
+    args = [str(pred) if a == "PRED" else str(_db) if a == "DB" else a for a in args]
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2

@@ -1,4 +1,12 @@
-"""Extracted subnets to ONNX, INT8 with onnxruntime, and the accuracy / predicted-vs-measured latency report."""
+"""Extracted subnets to ONNX, INT8 with onnxruntime, and the accuracy / predicted-vs-measured latency report.
+
+Latency goes through the collector (``spaceevo.latency``): the FP32 export at the subnet's resolution
+is quantised by the collector's ``quantize_onnx_int8`` (seeded random calibration, QDQ, per-channel
+s8 weights, u8 activations) and timed by ``OrtBackend.measure_model`` under the collector's protocol,
+exactly as the rows a latency predictor is trained on. Accuracy needs real calibration data, so the
+accuracy model is quantised by onnxruntime's ``quantize_static`` with the *same* backend settings but
+a reader over training images.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +18,57 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ._supernet import StaticSubnet
+from ._supernet import StaticSubnet, subnet_blocks
 
 log = logging.getLogger(__name__)
 
 
-def export_onnx(model: StaticSubnet, path: str | Path, resolution: int | None = None, opset: int = 17) -> Path:
+def export_onnx(model: StaticSubnet, path: str | Path, resolution: int | None = None, opset: int = 17,
+                dynamic_batch: bool = False) -> Path:
     """Export a static subnet (fake quantisation off) to ONNX at ``resolution`` (default: the subnet's)."""
     path = Path(path)
     r = resolution or model.subnet.resolution
     model = model.eval().set_fake_quant(False)
     x = torch.zeros(1, model.space.hyperspace.in_channels, r, r)
     path.parent.mkdir(parents=True, exist_ok=True)
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"], opset_version=opset,
-                      dynamo=False)
+                      dynamic_axes=axes, dynamo=False)
     return path
 
 
-def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray]) -> Path:
-    """onnxruntime static INT8 quantisation (QDQ, per-channel s8 weights, u8 activations) on real data."""
+def _ort_backend(**opts):
+    from spaceevo.latency import get_backend
+
+    return get_backend("ort", **{"threads": 1, **opts})
+
+
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray] | None = None,
+                  backend=None) -> Path:
+    """INT8 copy of an ONNX model with the collector's ``ort`` backend settings.
+
+    ``calibration=None`` uses the collector's own ``quantize_onnx_int8`` (seeded random inputs, as
+    for latency measurement); otherwise the given input batches calibrate the activation ranges
+    (needed for accuracy), with the same format, types, per-channel and symmetry settings.
+    """
+    import onnx
+
+    from spaceevo.latency import quantize_onnx_int8
+
+    be = backend or _ort_backend()
+    model = onnx.load(str(fp32_path))
+    if calibration is None:
+        q = quantize_onnx_int8(model, seed=be.seed, n_calib=be.n_calib, quant_format=be.quant_format,
+                               activation_type=be.activation_type, weight_type=be.weight_type,
+                               per_channel=be.per_channel)
+        onnx.save(q, str(int8_path))
+        return Path(int8_path)
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration]
+    if not batches:
+        raise ValueError("calibration is empty: give at least one input batch, or None for random calibration")
+    name = model.graph.input[0].name
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -39,52 +76,77 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
 
         def get_next(self):
             b = next(self.it, None)
-            return None if b is None else {"input": b}
+            return None if b is None else {name: b}
 
         def rewind(self) -> None:
             self.it = iter(batches)
 
-    quantize_static(str(fp32_path), str(int8_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[be.quant_format]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # quantize_static logs a pre-processing hint per model
+    try:
+        quantize_static(str(fp32_path), str(int8_path), _Reader(), quant_format=fmt, per_channel=be.per_channel,
+                        activation_type=qtype[be.activation_type], weight_type=qtype[be.weight_type],
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    finally:
+        root.setLevel(level)
     return Path(int8_path)
 
 
 def onnx_accuracy(path: str | Path, loader) -> float:
-    """Top-1 accuracy of an ONNX classifier (batch 1 input) on ``loader``."""
+    """Top-1 accuracy of an ONNX classifier on ``loader`` (whole batches if the model allows, else one by one)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    dim0 = sess.get_inputs()[0].shape[0]
+    batched = not isinstance(dim0, int)
     correct = total = 0
     for x, y in loader:
-        for xi, yi in zip(x.numpy(), y.numpy()):
-            out = sess.run(None, {"input": xi[None].astype(np.float32)})[0]
-            correct += int(out.argmax() == yi)
-            total += 1
+        xs = [x.numpy().astype(np.float32)] if batched else [xi[None] for xi in x.numpy().astype(np.float32)]
+        out = np.concatenate([sess.run(None, {"input": xi})[0] for xi in xs])
+        correct += int((out.argmax(1) == y.numpy()).sum())
+        total += len(y)
     return correct / max(1, total)
 
 
-def measure_latency_ms(model_path: str | Path) -> float:
-    """Median INT8 latency (ms, one thread) with the collector's backend, else the predictors' ORT timer."""
+def measure_latency_ms(fp32_path: str | Path, backend=None) -> dict:
+    """INT8 latency of an FP32 ONNX model with the collector: ``quantize_onnx_int8`` + ``measure_model``.
+
+    Returns the collector's ``TimingStats`` as a dict (``median_ms``, ``cv``, ``n``, ...).
+    """
     import onnx
 
-    model = onnx.load(str(model_path))
-    try:
-        from spaceevo.latency import get_backend  # the collector's timer, once it is installed
-
-        backend = get_backend("ort")
-        return float(backend.measure_model(model)["median_ms"])
-    except (ImportError, AttributeError, TypeError, ValueError):
-        from spaceevo.predictors._ort_measure import time_onnx
-
-        return float(time_onnx(model, threads=1, warmup=5, repeats=20)["median_ms"])
+    be = backend or _ort_backend()
+    return be.measure_model(onnx.load(str(fp32_path)), dtype="int8").as_dict()
 
 
-def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None, n_random: int = 2,
+def predict_latency_ms(predictor, space, subnet, n_classes: int) -> float:
+    """Predicted INT8 latency (ms) of ``subnet`` with an ``n_classes`` classifier (the exported model)."""
+    blocks = [b.config for b in subnet_blocks(space, subnet, n_classes)]
+    total = float(np.sum(predictor.predict_blocks(blocks)))
+    c = getattr(predictor, "composition", None) or {"scale": 1.0, "offset_ms": 0.0}
+    params_m = sum(b.params for b in blocks) / 1e6
+    return c["scale"] * total + c.get("params_coef", 0.0) * params_m + c["offset_ms"]
+
+
+def report_subnets(space, n_random: int, seed: int) -> list[str]:
+    """Min, max and ``n_random`` seeded random subnets of ``space``, as encodings."""
+    return [str(space.min_subnet()), str(space.max_subnet())] + [str(s) for s in space.sample(n_random, seed)]
+
+
+def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None, n_random: int = 3,
                    predictor: str | None = None, measure: bool = True, seed: int = 0,
-                   eval_limit: int | None = None) -> list[dict]:
-    """Per subnet: INT8 (ORT) and fake-quant accuracy on held-out data, predicted and measured INT8 latency."""
+                   eval_limit: int | None = None, repeats: int = 30) -> list[dict]:
+    """Per subnet: held-out top-1 (FP32, LSQ+ fake-quant, onnxruntime INT8), predicted and measured INT8 latency.
+
+    Accuracy is at the training image size; latency at the subnet's resolution with the trained
+    classifier. ``chance`` is ``1 / n_classes``.
+    """
     from torch.utils.data import DataLoader, Subset
 
     from ._data import load_dataset
@@ -95,36 +157,38 @@ def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None,
     data = load_dataset(cfg["dataset"], cfg["image_size"], cfg["val_fraction"], cfg["seed"])
     bn_loader = DataLoader(data.train, batch_size=cfg["batch_size"], shuffle=False)
     bn_batches = [x for _, (x, _y) in zip(range(cfg["bn_batches"]), bn_loader)]
+    calib = [b.numpy() for b in bn_batches[:4]]
     val = data.val if eval_limit is None else Subset(data.val, range(min(eval_limit, len(data.val))))
-    val_loader = DataLoader(val, batch_size=64)
-    names = list(subnets or []) or [str(net.min_subnet()), str(net.max_subnet())] + \
-        [str(s) for s in net.space.sample(n_random, seed)]
+    val_loader = DataLoader(val, batch_size=128)
+    names = list(subnets or []) or report_subnets(net.space, n_random, seed)
     pred = None
     if predictor:
         from spaceevo.predictors import load_predictor
 
         pred = load_predictor(predictor)
+    backend = _ort_backend(repeats=repeats) if measure else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(names):
             static = recalibrate_bn(net.extract(name), bn_batches)
-            row = {"subnet": name, "flops_m": net.space.subnet_info(static.subnet)["flops_m"],
+            sub = static.subnet
+            row = {"subnet": name, "resolution": sub.resolution,
+                   "flops_m": net.space.subnet_info(sub)["flops_m"], "chance": round(1.0 / net.n_classes, 4),
                    "acc_fp32": round(evaluate(static.set_fake_quant(False), val_loader), 4)}
             if net.qat:
                 row["acc_lsq"] = round(evaluate(static.set_fake_quant(True), val_loader), 4)
-            small = export_onnx(static, Path(tmp) / f"s{i}.onnx", resolution=cfg["image_size"])
-            quantize_int8(small, Path(tmp) / f"s{i}_int8.onnx", [b[:1].numpy() for b in bn_batches]
-                          + [b[j:j + 1].numpy() for b in bn_batches[:1] for j in range(1, 16)])
-            row["acc_int8_ort"] = round(onnx_accuracy(Path(tmp) / f"s{i}_int8.onnx", val_loader), 4)
+            small = export_onnx(static, Path(tmp) / f"s{i}.onnx", resolution=cfg["image_size"], dynamic_batch=True)
+            q = quantize_int8(small, Path(tmp) / f"s{i}_int8.onnx", calib)
+            row["acc_int8_ort"] = round(onnx_accuracy(q, val_loader), 4)
             if pred is not None:
-                row["predicted_ms"] = round(float(pred.predict_subnet(net.space, name)["latency_ms"]), 3)
+                row["predicted_ms"] = round(predict_latency_ms(pred, net.space, sub, net.n_classes), 3)
             if measure:
                 full = export_onnx(static, Path(tmp) / f"f{i}.onnx")
-                rng = np.random.default_rng(seed)
-                r = static.subnet.resolution
-                calib = [rng.standard_normal((1, 3, r, r)).astype(np.float32) for _ in range(4)]
-                quantize_int8(full, Path(tmp) / f"f{i}_int8.onnx", calib)
-                row["measured_ms"] = round(measure_latency_ms(Path(tmp) / f"f{i}_int8.onnx"), 3)
+                stats = measure_latency_ms(full, backend)
+                row["measured_ms"] = round(stats["median_ms"], 3)
+                row["measured_cv"] = round(stats["cv"], 3)
+            if "predicted_ms" in row and "measured_ms" in row:
+                row["pred_over_meas"] = round(row["predicted_ms"] / row["measured_ms"], 3)
             rows.append(row)
             log.info("%s", row)
     return rows

@@ -46,6 +46,13 @@ def _render_metrics(title: str, metrics: dict) -> None:
     table(title, _METRIC_COLS, [_metric_row(k, v) for k, v in metrics.items() if isinstance(v, dict) and "n" in v])
 
 
+def _composition_text(c: dict) -> str:
+    from spaceevo.predictors._composition import terms_of
+
+    terms = " + ".join(f"{v:.4g} * sum({k})" for k, v in terms_of(c).items())
+    return f"latency = {terms} + {c.get('offset_ms', 0.0):.4f} ms ({c.get('n_models', 0)} whole subnets)"
+
+
 def _parse_block(text: str):
     from spaceevo.space import BlockConfig
 
@@ -68,27 +75,35 @@ def register(app: typer.Typer) -> None:
               estimator: str = typer.Option("lgbm", "--estimator", help="lgbm, rf (nn-Meter baseline) or lut"),
               folds: int = typer.Option(5, "--folds", help="k of the k-fold unit-level metrics (0 to skip)"),
               seed: int = typer.Option(0, "--seed"),
+              target: str = typer.Option("median_ms", "--target",
+                                         help="timing statistic to learn: median_ms, min_ms or mean_ms"),
+              models_db: Optional[list[str]] = typer.Option(None, "--models-db",
+                                                            help="more stores with whole-subnet rows for the "
+                                                                 "composition term (repeatable)"),
               as_json: bool = JsonOpt) -> None:
         """Train a predictor for one device and dtype from profiled block (and whole-subnet) rows."""
         from spaceevo.predictors import train_predictor
 
+        import pandas as pd
+
         df = read_measurements(db, device=device, dtype=dtype)
         if df.empty:
             raise ValueError(f"no measurements for --device {device!r} --dtype {dtype!r} in {db}")
+        for extra in models_db or []:
+            more = read_measurements(extra, device=device, dtype=dtype)
+            df = pd.concat([df, more[more["kind"] == "model"]], ignore_index=True)
         fp = None
         if "fingerprint_id" in df.columns:
             ids = sorted(set(df["fingerprint_id"].dropna().astype(str)))
             fp = {"fingerprint_ids": ids}
         pred = train_predictor(df, device=device, dtype=dtype, estimator=estimator, fingerprint=fp,
-                               source=str(db), cv_folds=folds, seed=seed)
+                               source=str(db), cv_folds=folds, seed=seed, target=target)
         pred.save(output)
         data = {"predictor": str(output), **{k: pred.manifest[k] for k in ("device", "dtype", "estimator",
                                                                              "dataset", "metrics", "composition")}}
         emit(data, as_json, lambda d: (_render_metrics(f"trained {d['estimator']} predictor -> {d['predictor']}",
                                                        d["metrics"]),
-                                       typer.echo(f"composition: latency = {d['composition']['scale']:.4f} * "
-                                                  f"sum(blocks) + {d['composition']['offset_ms']:.4f} ms "
-                                                  f"({d['composition']['n_models']} whole subnets)")))
+                                       typer.echo(f"composition: {_composition_text(d['composition'])}")))
 
     @app.command("predict")
     def predict(subnet: Optional[str] = typer.Argument(None, help="subnet string d..._k..._w..._e..._r..."),
@@ -167,6 +182,16 @@ def register(app: typer.Typer) -> None:
                  threads: int = typer.Option(1, "--threads"),
                  resolution: Optional[int] = typer.Option(None, "--resolution", help="fix the input resolution"),
                  seed: int = typer.Option(0, "--seed"),
+                 repeats: Optional[int] = typer.Option(None, "--repeats", help="timed runs per subnet "
+                                                                                "(default: the backend's)"),
+                 db: Optional[str] = typer.Option(None, "--db", help="keep the whole-subnet measurements in this "
+                                                                     "store; a rerun reuses them"),
+                 recheck: int = typer.Option(0, "--recheck", help="re-measure this many subnets in fresh sessions "
+                                                                  "to report the measurement's repeatability"),
+                 rounds: int = typer.Option(1, "--rounds", help="time each subnet in this many short sessions "
+                                                                "interleaved over the run and keep the median over "
+                                                                "them (steadier on a shared machine; 1: the "
+                                                                "collector's protocol as is)"),
                  as_json: bool = JsonOpt) -> None:
         """Measure random whole subnets and compare with the predictor: +-10%, +-5%, MAPE, Kendall tau."""
         from spaceevo.predictors import load_predictor
@@ -174,7 +199,8 @@ def register(app: typer.Typer) -> None:
 
         pred = load_predictor(predictor)
         data = validate_predictor(pred, space, samples=samples, backend=backend, dtype=dtype, seed=seed,
-                                  threads=threads, resolution=resolution, progress=not as_json)
+                                  threads=threads, resolution=resolution, repeats=repeats, db=db, recheck=recheck,
+                                  rounds=rounds, progress=not as_json)
 
         def render(d):
             table(f"{d['space']}: {d['samples']} subnets measured with {d['backend']} {d['dtype']}",
@@ -184,6 +210,11 @@ def register(app: typer.Typer) -> None:
                    ["sum of blocks", f"{d['without_composition']['acc_10pct']:.1f}",
                     f"{d['without_composition']['acc_5pct']:.1f}", f"{d['without_composition']['mape']:.2f}",
                     f"{d['without_composition']['kendall_tau']:.3f}"]])
+            typer.echo(f"composition: {_composition_text(d['composition'])}")
+            if "repeatability" in d:
+                r = d["repeatability"]
+                typer.echo(f"repeatability ({r['n']} subnets measured twice): median |difference| "
+                           f"{100 * r['median_abs_rel_diff']:.2f}%, max {100 * r['max_abs_rel_diff']:.2f}%")
         emit(data, as_json, render)
 
     @predictors_app.command("list")
