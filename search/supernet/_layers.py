@@ -20,6 +20,7 @@ from torch import nn
 
 from spaceevo.space import BlockConfig
 from spaceevo.space._ops import SE, Conv, GlobalAvgPool, Linear, Op, Residual
+from spaceevo.space._ops import leaves as ir_leaves
 
 from ._quant import LsqActQuantizer, LsqWeightQuantizer
 
@@ -71,15 +72,6 @@ def leaf_roles(ops: Sequence[Op]) -> list[str]:
     return roles
 
 
-def _leaves(ops: Sequence[Op]) -> Iterator[Op]:
-    for op in ops:
-        if isinstance(op, Residual):
-            yield from _leaves(op.body)
-            yield from _leaves(op.shortcut)
-        else:
-            yield op
-
-
 @functools.lru_cache(maxsize=4096)
 def block_plan(cfg: BlockConfig) -> tuple[tuple[Op, ...], tuple[str, ...]]:
     """The IR of ``cfg`` and the role of each of its leaves (cached: configs are frozen)."""
@@ -107,6 +99,23 @@ def _crop(w: torch.Tensor, k: int) -> torch.Tensor:
         return w
     off = (big - k) // 2
     return w[:, :, off:off + k, off:off + k]
+
+
+def conv2d_same(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: int, groups: int
+                ) -> torch.Tensor:
+    """``conv2d`` with padding ``(k - 1) // 2``, the kernel cropped to what a small input can reach.
+
+    On an ``h x w`` input, taps further than ``h - 1`` rows (``w - 1`` columns) from the centre only ever
+    see padding, so the centre ``min(k, 2h - 1)`` crop gives the same output for any stride, and avoids
+    PyTorch's very slow CPU path for depthwise kernels larger than the input (5x5 on 1x1: ~100x).
+    ONNX export keeps the full kernel.
+    """
+    k = w.shape[-1]
+    h = min(x.shape[-2], x.shape[-1])
+    if 2 * h - 1 < k and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        k = 2 * h - 1
+        w = _crop(w, k)
+    return F.conv2d(x, w, bias, stride, (k - 1) // 2, 1, groups)
 
 
 # -- dynamic weight banks ---------------------------------------------------------------------------
@@ -146,7 +155,7 @@ class ConvBank(nn.Module):
         if self.w_q is not None:
             x = self.act_q(x)
             w = self.w_q(w)
-        y = F.conv2d(x, w, p["bias"], op.stride, (op.k - 1) // 2, 1, op.groups)
+        y = conv2d_same(x, w, p["bias"], op.stride, op.groups)
         if op.bn:
             bn = self.bn
             y = F.batch_norm(y, p["running_mean"], p["running_var"], p["bn_weight"], p["bn_bias"],
@@ -205,6 +214,10 @@ class DynamicBlock(nn.Module):
     """One block slot of the supernet: weight banks for every config the slot can take."""
 
     def __init__(self, configs: Sequence[BlockConfig]) -> None:
+        """Weight banks for ``configs``. Initialisation: the last BN of a residual body that ends without
+        activation starts at zero and 1x1 shortcut projections start as a partial identity, so every
+        subnet starts close to its shortcut path: a random subnet, whose widths change inside a stage,
+        otherwise sends the residual stream through projections that only random subnets train."""
         super().__init__()
         if not configs:
             raise ValueError("a dynamic block needs at least one config")
@@ -212,7 +225,7 @@ class DynamicBlock(nn.Module):
         shapes: dict[str, dict] = {}
         for cfg in configs:
             ops, roles = block_plan(cfg)
-            for op, role in zip(_leaves(ops), roles):
+            for op, role in zip(ir_leaves(ops), roles):
                 _merge_shape(shapes, role, op)
         banks = {}
         for role, s in shapes.items():
@@ -223,6 +236,16 @@ class DynamicBlock(nn.Module):
             elif s["kind"] == "linear":
                 banks[_bank_key(role)] = LinearBank(s["cin"], s["cout"])
         self.banks = nn.ModuleDict(banks)
+        for role in _residual_last_roles(configs[0]):  # zero-init the last BN of residual bodies
+            bank = self.banks[_bank_key(role)]
+            if isinstance(bank, ConvBank) and bank.bn is not None:
+                nn.init.zeros_(bank.bn.weight)
+        for key, bank in self.banks.items():  # 1x1 shortcut projections start as a partial identity
+            if key.startswith("short_") and isinstance(bank, ConvBank) and bank.weight.shape[-1] == 1:
+                with torch.no_grad():
+                    bank.weight.zero_()
+                    n = min(bank.weight.shape[0], bank.weight.shape[1])
+                    bank.weight[torch.arange(n), torch.arange(n)] = 1.0
 
     def forward(self, x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
         ops, roles = block_plan(cfg)
@@ -245,7 +268,7 @@ class DynamicBlock(nn.Module):
         """A static block of ``cfg`` holding copies of the active weights (and quantisers)."""
         ops, roles = block_plan(cfg)
         leaves: list[nn.Module] = []
-        for op, role in zip(_leaves(ops), roles):
+        for op, role in zip(ir_leaves(ops), roles):
             if isinstance(op, GlobalAvgPool):
                 leaves.append(nn.Identity())
                 continue
@@ -257,6 +280,30 @@ class DynamicBlock(nn.Module):
             else:
                 leaves.append(StaticLinear.from_bank(op, bank))
         return StaticBlock(ops, leaves, cfg)
+
+
+def _residual_last_roles(cfg: BlockConfig) -> list[str]:
+    """Roles of the last conv of every residual body of ``cfg`` that ends in BN without activation.
+
+    Their BN scale is zero-initialised, so the block starts as its shortcut (Goyal et al. 2017), which
+    deep weight-sharing supernets need to train quickly. Bodies that end in an activation are left
+    alone: ReLU(0) has no gradient, so a zero scale would never move.
+    """
+    ops, roles = block_plan(cfg)
+    flat = list(ir_leaves(ops))
+    out = []
+
+    def visit(items: Sequence[Op]) -> None:
+        for op in items:
+            if isinstance(op, Residual):
+                body = list(ir_leaves(op.body))
+                if body and isinstance(body[-1], Conv) and body[-1].bn and body[-1].act is None:
+                    idx = next(i for i, leaf in enumerate(flat) if leaf is body[-1])
+                    out.append(roles[idx])
+                visit(op.body)
+
+    visit(ops)
+    return out
 
 
 def _noop(op: Op, x: torch.Tensor) -> torch.Tensor:
@@ -320,7 +367,7 @@ class StaticConv(nn.Module):
         w = self.conv.weight
         if self.fake_quant and self.w_q is not None:
             x, w = self.act_q(x), self.w_q(w)
-        y = F.conv2d(x, w, self.conv.bias, self.conv.stride, self.conv.padding, 1, self.conv.groups)
+        y = conv2d_same(x, w, self.conv.bias, self.conv.stride[0], self.conv.groups)
         if self.bn is not None:
             y = self.bn(y)
         return activation(y, self.act)
@@ -391,7 +438,7 @@ class StaticBlock(nn.Module):
     def from_config(cls, cfg: BlockConfig) -> "StaticBlock":
         """A freshly initialised static block of ``cfg``."""
         leaves: list[nn.Module] = []
-        for op in _leaves(cfg.ops):
+        for op in ir_leaves(cfg.ops):
             if isinstance(op, Conv):
                 leaves.append(StaticConv(op))
             elif isinstance(op, SE):

@@ -32,6 +32,7 @@ from ._supernet import StaticSubnet, Supernet
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class TrainConfig:
     seed: int = 0
     bn_batches: int = 8
     device: str = "auto"
+    optimizer: str = "sgd"
+    warmup_steps: int = 0
+    limit_steps: int = 0
 
     def __post_init__(self) -> None:
         from spaceevo.space import SearchSpace
@@ -71,6 +75,15 @@ class TrainConfig:
                 raise ValueError(f"The '{name}' parameter of TrainConfig must be > 0. Got {value!r} instead.")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"The 'optimizer' parameter of TrainConfig must be one of {list(OPTIMIZERS)}. "
+                             f"Got {self.optimizer!r} instead.")
+        if not isinstance(self.limit_steps, int) or self.limit_steps < 0:
+            raise ValueError(f"The 'limit_steps' parameter of TrainConfig must be an integer >= 0 (0: whole "
+                             f"epochs). Got {self.limit_steps!r} instead.")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"The 'warmup_steps' parameter of TrainConfig must be an integer >= 0. "
+                             f"Got {self.warmup_steps!r} instead.")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is not in ['auto', 'cpu', 'cuda']")
 
@@ -202,8 +215,13 @@ def load_supernet(path: str | Path, map_location: str = "cpu") -> tuple[Supernet
     return net, state
 
 
-def _cosine(total_steps: int):
-    return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+def _cosine(total_steps: int, warmup_steps: int = 0):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        t = min(step - warmup_steps, total_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return factor
 
 
 def train_supernet(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict:
@@ -239,7 +257,7 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, p
     val_loader = DataLoader(data.val, batch_size=256)
     bn_loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=False)
     bn_batches = [x.to(device) for _, (x, _y) in zip(range(cfg.bn_batches), bn_loader)]
-    steps_per_epoch = len(loader)
+    steps_per_epoch = len(loader) if not cfg.limit_steps else min(len(loader), cfg.limit_steps)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "
                          f"({len(data.train)} images per rank)")
@@ -262,7 +280,7 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, p
             sampler.set_epoch(epoch)
         record = _run_epoch(model, net, loader, optimizer, scheduler, cfg, epoch, steps_per_epoch, device,
                             progress and rank == 0, qat)
-        record.update(_eval_extremes(net, val_loader, bn_batches, device))
+        record.update(_eval_extremes(net, val_loader, bn_batches, device, cfg.seed))
         record.update(epoch=epoch + 1, phase="qat" if qat else "fp32", time_s=round(time.time() - t0, 1))
         history.append(record)
         if rank == 0:
@@ -289,9 +307,13 @@ def _make_phase(net: Supernet, cfg: TrainConfig, qat: bool, device: torch.device
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                         find_unused_parameters=True)
     lr = cfg.qat_lr if qat else cfg.lr
-    optimizer = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=lr, momentum=0.9, nesterov=True)
+    if cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(_param_groups(net, cfg.weight_decay), lr=lr)
+    else:
+        optimizer = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=lr, momentum=0.9, nesterov=True)
     n_epochs = cfg.qat_epochs if qat else cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(n_epochs * steps_per_epoch))
+    warmup = 0 if qat else cfg.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(n_epochs * steps_per_epoch, warmup))
     return qat, model, optimizer, scheduler
 
 
@@ -307,6 +329,8 @@ def _run_epoch(model: nn.Module, net: Supernet, loader, optimizer, scheduler, cf
     with bar:
         task = bar.add_task(label, total=steps_per_epoch, info="")
         for i, (x, y) in enumerate(loader):
+            if i >= steps_per_epoch:
+                break
             step = epoch * steps_per_epoch + i
             rng = np.random.default_rng([cfg.seed, step])
             x = _augment(x, rng).to(device)
@@ -325,9 +349,11 @@ def _run_epoch(model: nn.Module, net: Supernet, loader, optimizer, scheduler, cf
             "train_acc_max": round(mean[2], 4)}
 
 
-def _eval_extremes(net: Supernet, val_loader, bn_batches: list[torch.Tensor], device: torch.device) -> dict:
+def _eval_extremes(net: Supernet, val_loader, bn_batches: list[torch.Tensor], device: torch.device,
+                   seed: int = 0) -> dict:
     out = {}
-    for name, sub in (("max", net.max_subnet()), ("min", net.min_subnet())):
+    rand = net.space.sample(1, seed)[0]
+    for name, sub in (("max", net.max_subnet()), ("min", net.min_subnet()), ("rand", rand)):
         static = recalibrate_bn(net.extract(sub).to(device), bn_batches)
         out[f"val_acc_{name}"] = round(evaluate(static, val_loader, device), 4)
     net.train()

@@ -1,4 +1,4 @@
-"""``spaceevo train-supernet``, ``spaceevo extract`` and ``spaceevo supernet-report``."""
+"""``spaceevo train-supernet``, ``extract``, ``supernet-report`` and ``distill-tables``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._common import JsonOpt, emit, table
+from ._common import JsonOpt, console, emit, table
 
 
 def register(app: typer.Typer) -> None:
@@ -23,8 +23,11 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(4, help="FP32 sandwich-rule epochs."),
         qat_epochs: int = typer.Option(1, help="LSQ+ INT8 quantisation-aware epochs after FP32."),
         batch_size: int = typer.Option(64, help="Batch size per process."),
-        lr: float = typer.Option(0.05, help="FP32 learning rate (SGD, cosine)."),
+        lr: float = typer.Option(0.05, help="FP32 learning rate (cosine schedule)."),
         qat_lr: float = typer.Option(0.005, help="QAT learning rate."),
+        optimizer: str = typer.Option("sgd", help="sgd (momentum 0.9, Nesterov) or adamw."),
+        warmup_steps: int = typer.Option(0, help="Linear learning-rate warm-up steps of the FP32 phase."),
+        n_random: int = typer.Option(2, help="Random subnets per step besides the max and min subnets."),
         seed: int = typer.Option(0, help="Random seed."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT/checkpoint.pt."),
@@ -35,12 +38,13 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         cfg = TrainConfig(space=space, dataset=dataset, image_size=image_size, epochs=epochs, qat_epochs=qat_epochs,
-                          batch_size=batch_size, lr=lr, qat_lr=qat_lr, seed=seed, device=device)
+                          batch_size=batch_size, lr=lr, qat_lr=qat_lr, seed=seed, device=device, optimizer=optimizer,
+                          warmup_steps=warmup_steps, n_random=n_random)
         result = train_supernet(cfg, out, resume=resume, progress=not as_json)
 
         def render(r: dict) -> None:
-            cols = ["epoch", "phase", "loss_max", "loss_kd", "val_acc_max", "val_acc_min", "time_s"]
-            table(f"supernet {space} -> {r['checkpoint']}", cols, [[h[c] for c in cols] for h in r["history"]])
+            cols = ["epoch", "phase", "loss_max", "loss_kd", "val_acc_max", "val_acc_min", "val_acc_rand", "time_s"]
+            table(f"supernet {space} -> {r['checkpoint']}", cols, [[h.get(c, "-") for c in cols] for h in r["history"]])
 
         emit(result, as_json, render)
 
@@ -50,7 +54,8 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option(..., "--space", help="Search space of the supernet."),
         checkpoint: Path = typer.Option(..., "--checkpoint", help="supernet.pt from train-supernet."),
         output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
-        int8: bool = typer.Option(False, "--int8", help="Also write an onnxruntime INT8 model (FILE.int8.onnx)."),
+        int8: bool = typer.Option(False, "--int8", help="Also write an onnxruntime INT8 model (FILE.int8.onnx), "
+                                                        "calibrated on training images."),
         resolution: Optional[int] = typer.Option(None, help="Export resolution (default: the subnet's r)."),
         as_json: bool = JsonOpt,
     ) -> None:
@@ -75,7 +80,7 @@ def register(app: typer.Typer) -> None:
             import torch.nn.functional as F
 
             calib = [F.interpolate(b[:1], size=(r, r), mode="bilinear").numpy() for b in batches]
-            result["onnx_int8"] = str(quantize_int8(path, path.with_suffix(".int8.onnx"), calib))
+            result["onnx_int8"] = str(quantize_int8(path, path.with_suffix(".int8.onnx"), calib[:4]))
         emit(result, as_json, lambda r: table("extracted subnet", list(r), [list(r.values())]))
 
     @app.command("supernet-report")
@@ -83,19 +88,93 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path = typer.Option(..., "--checkpoint", help="supernet.pt from train-supernet."),
         subnet: list[str] = typer.Option([], "--subnet", help="Subnet to report (repeatable; default min, max, "
                                                               "random)."),
-        n_random: int = typer.Option(2, help="Random subnets when no --subnet is given."),
-        predictor: Optional[str] = typer.Option(None, help="Latency predictor name or path (spaceevo.predictors)."),
-        measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure INT8 latency with onnxruntime."),
+        n_random: int = typer.Option(3, help="Random subnets when no --subnet is given."),
+        seed: int = typer.Option(0, help="Seed of the random subnets."),
+        predictor: Optional[str] = typer.Option(None, help="Latency predictor name or file (spaceevo.predictors), "
+                                                           "e.g. vnni-ort-int8."),
+        measure: bool = typer.Option(True, "--measure/--no-measure",
+                                     help="Measure INT8 latency with the collector (ort backend, 1 thread)."),
+        repeats: int = typer.Option(30, help="Timed samples per subnet (collector protocol)."),
         as_json: bool = JsonOpt,
     ) -> None:
-        """Accuracy (FP32, LSQ+, onnxruntime INT8) and predicted vs measured INT8 latency of subnets."""
+        """Held-out top-1 (FP32, LSQ+, onnxruntime INT8) and predicted vs measured INT8 latency of subnets."""
         from spaceevo.search.supernet import latency_report
 
-        rows = latency_report(checkpoint, subnet or None, n_random, predictor, measure)
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        rows = latency_report(checkpoint, subnet or None, n_random, predictor, measure, seed=seed, repeats=repeats)
 
         def render(rs: list[dict]) -> None:
-            cols = ["subnet", "flops_m", "acc_fp32", "acc_lsq", "acc_int8_ort", "predicted_ms", "measured_ms"]
-            table("supernet subnets (accuracy on held-out data, INT8 latency at the subnet's resolution)", cols,
-                  [[r.get(c, "-") for c in cols] for r in rs])
+            names = ["min", "max"] + [f"rand{i}" for i in range(len(rs))] if not subnet else \
+                [f"s{i}" for i in range(len(rs))]
+            cols = ["resolution", "flops_m", "acc_fp32", "acc_lsq", "acc_int8_ort", "predicted_ms", "measured_ms",
+                    "pred_over_meas"]
+            table(f"supernet subnets: held-out top-1 (chance {rs[0]['chance'] if rs else '-'}), INT8 latency (ms) "
+                  "at the subnet's resolution", ["name"] + cols,
+                  [[n] + [r.get(c, "-") for c in cols] for n, r in zip(names, rs)])
+            for n, r in zip(names, rs):
+                console().print(f"{n}: {r['subnet']}")
 
         emit(rows, as_json, render)
+
+    @app.command("distill-tables")
+    def distill_cmd(
+        teacher: Path = typer.Option(..., "--teacher", help="supernet.pt from train-supernet (teacher: its max "
+                                                          "subnet, or --teacher-subnet)."),
+        out: Path = typer.Option(..., "-o", "--out", help="Output folder; tables go to OUT/<hyperspace>/."),
+        space: Optional[str] = typer.Option(None, "--space", help="Write the six tables of this search space."),
+        tables: list[str] = typer.Option([], "--table", help="One table S_B_W (stage, block digit, window digit); "
+                                                             "repeatable."),
+        teacher_subnet: Optional[str] = typer.Option(None, help="Teacher subnet encoding (default: the max)."),
+        data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the checkpoint's)."),
+        image_size: Optional[int] = typer.Option(None, help="Image side (default: the checkpoint's)."),
+        steps: int = typer.Option(200, help="Training steps per table (sandwich: max, min, one random config)."),
+        qat_steps: int = typer.Option(0, help="LSQ+ QAT steps after the FP32 steps."),
+        rows: int = typer.Option(20, help="Stage configs per table (each written at every LUT resolution)."),
+        batch_size: int = typer.Option(64, help="Batch size."),
+        lr: float = typer.Option(2e-3, help="AdamW learning rate."),
+        predictor: Optional[str] = typer.Option(None, help="Latency predictor for the latency column (default: "
+                                                           "the hyperspace's built-in one)."),
+        seed: int = typer.Option(0, help="Random seed."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Block-wise distillation look-up tables (NSR loss vs a teacher) in the public CSV format."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        from spaceevo.predictors import load_predictor
+        from spaceevo.search._tables import DEVICE_PREDICTORS
+        from spaceevo.search.supernet import load_dataset, load_supernet, recalibrate_bn
+        from spaceevo.search.supernet._distill import DistillConfig, distill_tables
+        from spaceevo.space import SearchSpace
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        cfg = DistillConfig(steps=steps, qat_steps=qat_steps, batch_size=batch_size, lr=lr, rows=rows, seed=seed)
+        net, state = load_supernet(teacher)
+        hyper = net.space.hyperspace
+        keys: list[tuple[int, int, int]] = []
+        if space:
+            sp = SearchSpace.parse(space)
+            if sp.hyperspace.name != hyper.name:
+                raise ValueError(f"--space {space!r} is not in the teacher's hyperspace {hyper.name!r}")
+            keys += [(s, b, w) for s, (b, w) in enumerate(zip(sp.block_types, sp.windows), start=1)]
+        for t in tables:
+            parts = t.split("_")
+            if len(parts) != 3 or not all(p.isdigit() for p in parts):
+                raise ValueError(f"--table {t!r} must be S_B_W, e.g. 3_1_2")
+            keys.append(tuple(int(p) for p in parts))
+        if not keys:
+            raise ValueError("give --space SPACE and/or --table S_B_W")
+        ck = state["config"]
+        size = image_size or ck["image_size"]
+        ds = load_dataset(data or ck["dataset"], size, ck["val_fraction"], ck["seed"])
+        train_x = torch.cat([x for x, _ in DataLoader(ds.train, batch_size=256)])
+        val_x = torch.cat([x for x, _ in DataLoader(ds.val, batch_size=256)])
+        sub = teacher_subnet or str(net.max_subnet())
+        static = recalibrate_bn(net.extract(sub), [train_x[i:i + 64] for i in range(0, 512, 64)])
+        static.set_fake_quant(False)
+        pred = load_predictor(predictor or DEVICE_PREDICTORS[hyper.name])
+        summary = distill_tables(static, train_x, val_x, out, list(dict.fromkeys(keys)), pred, cfg,
+                                 progress=not as_json)
+        cols = ["table", "rows", "nsr_max_config", "nsr_min_config", "nsr_min", "nsr_max", "time_s"]
+        emit(summary, as_json, lambda rs: table(f"distillation tables -> {out / hyper.name}", cols,
+                                                [[r[c] for c in cols] for r in rs]))
