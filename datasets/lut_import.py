@@ -214,8 +214,10 @@ def recover_block_latencies(lut_dir: str | Path, hyperspace: str) -> LutRecovery
 def fixed_blocks_frame(path: str | Path) -> pd.DataFrame:
     """``vnni_fixed_blocks.csv`` (measured fixed blocks) in the collector's dataset columns."""
     raw = pd.read_csv(path)
-    cfgs = [BlockConfig(str(r.block), int(r.hw), int(r.cin), int(r.cout), int(r.kernel_size),
-                        0.0 if pd.isna(r.expand_ratio) else float(r.expand_ratio), int(r.stride), str(r.activation))
+    # the file writes the linear layer as k=0, stride=0; the search space's LogitsBlock is k=1, stride=1
+    cfgs = [BlockConfig(str(r.block), int(r.hw), int(r.cin), int(r.cout), max(int(r.kernel_size), 1),
+                        0.0 if pd.isna(r.expand_ratio) else float(r.expand_ratio), max(int(r.stride), 1),
+                        str(r.activation))
             for r in raw.itertuples(index=False)]
     rec = LutRecovery("onnxw", cfgs, raw["latency_ms"].to_numpy(float), raw)
     return rec.to_frame()

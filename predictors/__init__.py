@@ -15,6 +15,7 @@ from ._evaluate import cross_validate_units, holdout_units
 from ._fast import SubnetLatencyTable
 from ._features import FEATURE_NAMES, block_features, configs_from_frame, feature_schema
 from ._metrics import latency_metrics
+from . import spaceevo_builtin  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
 from ._registry import builtin_dir, install_predictor, list_predictors, load_predictor, predictor_path, user_dir
 
 __all__ = [

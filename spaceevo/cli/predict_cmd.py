@@ -145,13 +145,17 @@ def register(app: typer.Typer) -> None:
                 for s, v in zip(lines, lat):
                     sys.stdout.write(f"{s},{v:.6f}\n")
             return
-        data = pred.predict_subnet(space, subnet)
+        from spaceevo.predictors.spaceevo_builtin import predict_subnet_blocks
+
+        data = predict_subnet_blocks(pred, space, subnet)
 
         def render(d):
-            table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms)",
+            table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms; "
+                  f"{d['n_extrapolated']} extrapolated blocks, {d['extrapolated_ms']:.3f} ms)",
                   ["stage", "block", "hw", "cin", "cout", "k", "e", "s", "latency (ms)", "source"],
                   [[b["stage"], b["type"], b["hw"], b["cin"], b["cout"], b["k"], f"{b['e']:g}", b["stride"],
-                    f"{b['latency_ms']:.4f}", b["source"]] for b in d["blocks"]])
+                    f"{b['latency_ms']:.4f}", b["source"] + (" (extrapolated)" if b["extrapolated"] else "")]
+                   for b in d["blocks"]])
         emit(data, as_json, render)
 
     @app.command("eval")
@@ -244,13 +248,25 @@ def register(app: typer.Typer) -> None:
                                                                           help="vnni_fixed_blocks.csv"),
                                   out: Optional[str] = typer.Option(None, "-o", "--out",
                                                                     help="output folder (default: built-ins)"),
+                                  db: Optional[str] = typer.Option(None, "--db",
+                                                                   help="also write the recovered blocks to this "
+                                                                        "latency store (SQLite)"),
+                                  hyperspace: Optional[list[str]] = typer.Option(None, "--hyperspace",
+                                                                                 help="onnxw and/or mobilew "
+                                                                                      "(default: both)"),
                                   as_json: bool = JsonOpt) -> None:
         """Rebuild vnni-ort-int8 and pixel4-tflite-int8 from the public SpaceEvo look-up tables."""
         from spaceevo.predictors.spaceevo_builtin import build_spaceevo
 
-        data = build_spaceevo(lut_dir, fixed_csv, out)
+        hypers = tuple(hyperspace or ("onnxw", "mobilew"))
+        bad = [h for h in hypers if h not in ("onnxw", "mobilew")]
+        if bad:
+            raise ValueError(f"--hyperspace {bad[0]!r} is not one of ['onnxw', 'mobilew']")
+        data = build_spaceevo(lut_dir, fixed_csv, out, hyperspaces=hypers, db=db)
         emit(data, as_json, lambda d: table("recovered predictors", ["device", "rows", "blocks", "rank def.",
-                                                                     "unident.", "max rel. resid.", "path"],
+                                                                     "unident.", "rows <=0.5%", "max rel. resid.",
+                                                                     "db rows", "path"],
                                             [[k, v["rows"], v["distinct_blocks"], v["rank_deficiency"],
-                                              v["unidentifiable_blocks"], f"{v['max_rel_residual']:.4f}", v["path"]]
+                                              v["unidentifiable_blocks"], f"{100 * v['rows_within_0.5pct']:.3f}%",
+                                              f"{v['max_rel_residual']:.5f}", v.get("db_rows", "-"), v["path"]]
                                              for k, v in d.items()]))
