@@ -73,13 +73,31 @@ def _model_only(pred, configs: list[BlockConfig]) -> np.ndarray:
     return out
 
 
+def resolution_interp(pred, hyper: str) -> dict:
+    """Published subnets at resolutions 160..224: non-decreasing, and 176/208 vs. the mean of their neighbours."""
+    import yaml
+
+    data = yaml.safe_load((DEFAULT_LUT.parent / "search_result.yaml").read_text())
+    spaces = data["specific_supernet_encoding_dict"]
+    out = {}
+    for name, (sp, sub) in data["specific_subnet_encoding_dict"].items():
+        if not spaces[sp].startswith(hyper):
+            continue
+        base = sub.rsplit("_r", 1)[0]
+        v = [pred.predict_subnet(spaces[sp], f"{base}_r{r}")["latency_ms"] for r in (160, 176, 192, 208, 224)]
+        out[name] = {"latency_ms": [round(x, 3) for x in v], "non_decreasing": bool(np.all(np.diff(v) > 0)),
+                     "r176_vs_linear": v[1] / ((v[0] + v[2]) / 2) - 1, "r208_vs_linear": v[3] / ((v[2] + v[4]) / 2) - 1}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lut-dir", default=str(DEFAULT_LUT))
     ap.add_argument("--hyperspace", default="onnxw", choices=["onnxw", "mobilew"])
     ap.add_argument("--skip-heldout", action="store_true")
     a = ap.parse_args()
-    out = {"sanity": sanity_report(load_predictor(lut_import.DEVICES[a.hyperspace]), a.hyperspace)}
+    pred = load_predictor(lut_import.DEVICES[a.hyperspace])
+    out = {"sanity": sanity_report(pred, a.hyperspace), "resolution_interp": resolution_interp(pred, a.hyperspace)}
     print(json.dumps(out, indent=1), flush=True)
     if not a.skip_heldout:
         rec = lut_import.recover_block_latencies(Path(a.lut_dir), a.hyperspace)
