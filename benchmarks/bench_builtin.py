@@ -33,7 +33,8 @@ def _row_sums(lat: np.ndarray, lengths: list[int]) -> np.ndarray:
     return np.add.reduceat(lat, ends - np.asarray(lengths)) if len(lat) else np.zeros(0)
 
 
-def heldout(rec: lut_import.LutRecovery, seed: int = 0, frac: float = 0.2) -> dict:
+def heldout(rec: lut_import.LutRecovery, seed: int = 0, frac: float = 0.2, estimator_params: dict | None = None,
+            sanity_hyper: str | None = None) -> dict:
     """Row-level hold-out (see module docstring); returns the share of held-out rows within +-5%."""
     rows, cfgs = rec.rows, rec.row_blocks
     rng = np.random.default_rng(seed)
@@ -42,7 +43,8 @@ def heldout(rec: lut_import.LutRecovery, seed: int = 0, frac: float = 0.2) -> di
     A, blocks = lut_import._design(cfgs, tr)
     x, unident, diag = lut_import.solve_blocks(A, rows["latency_ms"].to_numpy(float)[tr])
     part = lut_import.LutRecovery(rec.hyperspace, blocks, x, rows.iloc[tr], {}, unident)
-    pred = fit_lut_predictor(part.to_frame(trusted_only=True), lut_import.DEVICES[rec.hyperspace])
+    pred = fit_lut_predictor(part.to_frame(trusted_only=True), lut_import.DEVICES[rec.hyperspace],
+                             estimator_params=estimator_params)
     flat = [c for r in te for c in cfgs[r]]
     lengths = [len(cfgs[r]) for r in te]
     y = rows["latency_ms"].to_numpy(float)[te]
@@ -58,6 +60,8 @@ def heldout(rec: lut_import.LutRecovery, seed: int = 0, frac: float = 0.2) -> di
                      "within_5pct_rows_needing_model": float((rel[~table_row] <= 0.05).mean())
                      if (~table_row).any() else None}
     out["rows_all_blocks_from_table"] = float(table_row.mean())
+    if sanity_hyper:
+        out["sanity_of_heldout_model"] = sanity_report(pred, sanity_hyper, n=100)
     return out
 
 

@@ -35,30 +35,32 @@ _MONOTONE_V2 = (1, 1, 1, 1, 0, 1)
 class SpaceEvoLutRegressor(_LatencyRegressor):
     """Exact look-up of the recovered blocks plus a monotone LightGBM (log latency) for the rest.
 
-    The model sees the configuration and size columns only (no alignment moduli: the tables hold widths
-    on a multiple-of-8/16 grid, so moduli would make unseen widths arbitrary), with ``monotone_constraints``
+    The model sees the configuration and size columns only (no alignment moduli unless ``alignment``: the
+    tables hold widths on a multiple-of-8/16 grid, so moduli make unseen widths arbitrary, and on the 20%
+    row hold-out they did not help), with ``monotone_constraints``
     +1 on hw, cin, cout, k, e and every size column. ``predict_source`` is True for look-up hits;
     ``predict_extrapolated`` is True outside the box of the training configurations (per stride) and for
     every row of a model marked ``synthetic_`` (trained on extrapolated values, not on table values).
     """
 
     def __init__(self, n_estimators: int = 400, learning_rate: float = 0.05, num_leaves: int = 31,
-                 min_child_samples: int = 5, monotone: bool = True, random_state: int = 0):
+                 min_child_samples: int = 5, monotone: bool = True, alignment: bool = False, random_state: int = 0):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.monotone = monotone
+        self.alignment = alignment
         self.random_state = random_state
 
     @staticmethod
     def _keys(X: np.ndarray) -> list[bytes]:
         return [row.tobytes() for row in np.round(X[:, :_CONFIG_COLS], 4)]
 
-    @staticmethod
-    def _model_X(X: np.ndarray) -> np.ndarray:
+    def _model_X(self, X: np.ndarray) -> np.ndarray:
         extra = X[:, 13 + 15:] if X.shape[1] > 13 + 15 else X[:, :0]
-        return np.hstack([X[:, :_SIZE_COLS], extra])
+        mods = X[:, 13:28] if self.alignment else X[:, :0]
+        return np.hstack([X[:, :_SIZE_COLS], extra, mods])
 
     def fit(self, X, y) -> "SpaceEvoLutRegressor":
         """Store the blocks as an exact table and fit the monotone model on ``log(y)``."""
@@ -89,7 +91,8 @@ class SpaceEvoLutRegressor(_LatencyRegressor):
         if n < 2 or np.ptp(ly) == 0:
             self.booster_ = None
             return self
-        mono = list(_MONOTONE_V1) + list(_MONOTONE_V2)[:Z.shape[1] - _SIZE_COLS]
+        n_v2 = max(0, X.shape[1] - 28)
+        mono = list(_MONOTONE_V1) + list(_MONOTONE_V2)[:n_v2] + [0] * (Z.shape[1] - _SIZE_COLS - n_v2)
         params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                   "min_child_samples": min(self.min_child_samples, max(1, n // 2)), "min_data_in_bin": 1,
                   "seed": self.random_state, "verbosity": -1, "num_threads": 1, "deterministic": True,
