@@ -19,7 +19,7 @@ import pandas as pd
 
 from spaceevo.space import BlockConfig, SearchSpace, Subnet
 
-from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params
+from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params, tuned_lgbm_params
 from ._composition import compose, fit_composition, identity_composition, per_block_values, terms_of
 from ._fast import SubnetLatencyTable
 from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, config_key,
@@ -98,6 +98,11 @@ class LatencyPredictor:
         params = dict(self.estimator_params)
         if self.estimator == "rf":
             params = {**nnmeter_rf_params(unit_type), **params}
+        tuned = tuned_lgbm_params(FEATURE_NAMES_BY_VERSION[self.feature_version])
+        if self.estimator == "lgbm":
+            params = {**tuned, **params}
+        elif self.estimator == "lut":
+            params["fallback_params"] = {**tuned, **(params.get("fallback_params") or {})}
         return cls(**params)
 
     @staticmethod

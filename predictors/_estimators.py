@@ -32,6 +32,22 @@ _BLOCK_KIND = {
 }
 
 
+# LightGBM settings tuned on this project's block data (5-fold on ~500 onnxw blocks at r160, INT8, 1 thread):
+# a log-linear base on the work and traffic features (log latency ~ sum of w * log(1 + feature)) carries the
+# trend, and slow, shallow boosting fits the residual (hardware effects: alignment, kernel choice).
+LGBM_BASE_FEATURES: tuple[str, ...] = ("dense_macs", "dw_macs", "act_elems", "in_size", "out_size", "params",
+                                       "n_layers")
+TUNED_LGBM: dict = {"n_estimators": 2000, "learning_rate": 0.02, "num_leaves": 15, "min_child_samples": 3}
+
+
+def tuned_lgbm_params(feature_names) -> dict:
+    """The tuned LightGBM settings for a feature schema (the log-linear base where its features exist)."""
+    names = list(feature_names)
+    if not all(f in names for f in LGBM_BASE_FEATURES):
+        return {}
+    return {**TUNED_LGBM, "base_columns": [names.index(f) for f in LGBM_BASE_FEATURES]}
+
+
 def nnmeter_rf_params(unit_type: str) -> dict:
     """nn-Meter's RandomForest settings for a unit type (conv, dwconv, fc or other)."""
     return dict(NNMETER_RF_SETTINGS[_BLOCK_KIND.get(unit_type, unit_type if unit_type in NNMETER_RF_SETTINGS
@@ -106,11 +122,18 @@ class _LatencyRegressor(RegressorMixin, BaseEstimator):
 
 @register_estimator("lgbm")
 class LGBMLatencyRegressor(_LatencyRegressor):
-    """LightGBM gradient-boosted trees on log latency; saved as LightGBM's text model."""
+    """LightGBM gradient-boosted trees on log latency; saved as LightGBM's text model.
+
+    ``base_columns``: columns of X for a log-linear base model (ridge regression of log latency on
+    ``log(1 + X[:, base_columns])``, penalty ``base_alpha``) fitted first; the trees then fit its residual.
+    None: a constant base (the mean log latency).
+    """
 
     def __init__(self, n_estimators: int = 600, learning_rate: float = 0.05, num_leaves: int = 31,
                  min_child_samples: int = 2, subsample: float = 1.0, colsample_bytree: float = 1.0,
-                 random_state: int = 0):
+                 random_state: int = 0, base_columns: list[int] | None = None, base_alpha: float = 1e-3):
+        self.base_columns = base_columns
+        self.base_alpha = base_alpha
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -129,35 +152,62 @@ class LGBMLatencyRegressor(_LatencyRegressor):
                 raise ValueError(f"The '{name}' parameter of LGBMLatencyRegressor must be an int >= 1. "
                                  f"Got {value!r} instead.")
         X, ly = self._check_fit(X, y)
+        cols = self.base_columns
+        if cols is not None and (not all(isinstance(c, (int, np.integer)) and 0 <= c < X.shape[1] for c in cols)
+                                 or not isinstance(self.base_alpha, (int, float)) or self.base_alpha < 0):
+            raise ValueError(f"The 'base_columns' parameter of LGBMLatencyRegressor must be a list of column indexes "
+                             f"< {X.shape[1]} (and base_alpha >= 0). Got {cols!r} instead.")
         n = len(ly)
+        self._fit_base(X, ly)
+        base = self._base_of(X)
         params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                   "min_child_samples": min(self.min_child_samples, max(1, n // 2)), "min_data_in_bin": 1,
                   "bagging_fraction": self.subsample, "bagging_freq": 1 if self.subsample < 1 else 0,
                   "feature_fraction": self.colsample_bytree, "seed": self.random_state, "verbosity": -1,
                   "num_threads": 1, "deterministic": True, "force_row_wise": True}
-        self._base_ = float(np.mean(ly))
-        if n < 2 or np.ptp(ly) == 0:
+        if n < 2 or np.ptp(ly - base) == 0:
             self.booster_ = None
         else:
-            data = lgb.Dataset(X, ly - self._base_, params={"min_data_in_bin": 1, "verbosity": -1})
+            data = lgb.Dataset(X, ly - base, params={"min_data_in_bin": 1, "verbosity": -1})
             self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
         return self
 
     def predict(self, X) -> np.ndarray:
         """Predicted latency in ms."""
         X = self._check_predict(X)
-        ly = np.full(len(X), self._base_)
+        ly = self._base_of(X)
         if self.booster_ is not None:
             ly = ly + self.booster_.predict(X, num_threads=1)
         return np.exp(ly)
 
+    def _fit_base(self, X: np.ndarray, ly: np.ndarray) -> None:
+        self._base_ = float(np.mean(ly))
+        self.base_coef_ = None
+        if self.base_columns is None or len(ly) < 3:
+            return
+        A = np.log1p(np.maximum(X[:, list(self.base_columns)], 0.0))
+        mu = A.mean(axis=0)
+        Ac = A - mu
+        w = np.linalg.solve(Ac.T @ Ac + self.base_alpha * np.eye(A.shape[1]), Ac.T @ (ly - self._base_))
+        self.base_coef_ = w
+        self._base_ = float(self._base_ - mu @ w)
+
+    def _base_of(self, X: np.ndarray) -> np.ndarray:
+        out = np.full(len(X), self._base_)
+        if getattr(self, "base_coef_", None) is not None:
+            out = out + np.log1p(np.maximum(X[:, list(self.base_columns)], 0.0)) @ self.base_coef_
+        return out
+
     def _state(self) -> dict:
-        return {"base": self._base_, "model": None if self.booster_ is None else self.booster_.model_to_string()}
+        return {"base": self._base_, "base_coef": None if self.base_coef_ is None else self.base_coef_.tolist(),
+                "model": None if self.booster_ is None else self.booster_.model_to_string()}
 
     def _load_state(self, state: dict) -> None:
         import lightgbm as lgb
 
         self._base_ = float(state["base"])
+        coef = state.get("base_coef")
+        self.base_coef_ = None if coef is None else np.asarray(coef, dtype=np.float64)
         self.booster_ = None if state["model"] is None else lgb.Booster(model_str=state["model"])
 
 

@@ -73,5 +73,26 @@ def test_bad_parameter_and_unknown_estimator():
     X, y = _data(20)
     with pytest.raises(ValueError, match="The 'num_leaves' parameter of LGBMLatencyRegressor must be"):
         LGBMLatencyRegressor(num_leaves=0).fit(X, y)
-    with pytest.raises(ValueError, match=r"estimator='xgb' is not one of \['lgbm', 'lut', 'rf'\]"):
+    with pytest.raises(ValueError, match=r"estimator='xgb' is not one of \['lgbm', 'lut', 'rf'"):
         get_estimator("xgb")
+
+
+def test_log_linear_base_fits_power_laws_and_round_trips():
+    import json
+
+    from spaceevo.predictors._estimators import LGBM_BASE_FEATURES, estimator_from_state, tuned_lgbm_params
+    from spaceevo.predictors._features import FEATURE_NAMES, FEATURE_NAMES_BY_VERSION
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1e3, 1e7, size=(300, 3))
+    y = 1e-4 * (1 + X[:, 0]) ** 0.8 * (1 + X[:, 1]) ** 0.2
+    est = LGBMLatencyRegressor(n_estimators=5, base_columns=[0, 1]).fit(X[:200], y[:200])
+    np.testing.assert_allclose(est.base_coef_, [0.8, 0.2], rtol=1e-3)
+    np.testing.assert_allclose(est.predict(X[200:]), y[200:], rtol=0.01)  # extrapolates the trend
+    again = estimator_from_state(json.loads(json.dumps(est.to_state())))
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+    with pytest.raises(ValueError, match="The 'base_columns' parameter of LGBMLatencyRegressor must be"):
+        LGBMLatencyRegressor(base_columns=[7]).fit(X, y)
+    tuned = tuned_lgbm_params(FEATURE_NAMES)
+    assert [FEATURE_NAMES[i] for i in tuned["base_columns"]] == list(LGBM_BASE_FEATURES)
+    assert tuned_lgbm_params(FEATURE_NAMES_BY_VERSION[1]) == {}  # version-1 predictors keep their settings
