@@ -191,11 +191,19 @@ def test_datasets_and_errors(tmp_path):
         TrainConfig(space=TINY, optimizer="adam")
     with pytest.raises(ValueError, match="'limit_steps' parameter of TrainConfig"):
         TrainConfig(space=TINY, limit_steps=-1)
+    with pytest.raises(ValueError, match="'label_weight' parameter of TrainConfig"):
+        TrainConfig(space=TINY, label_weight=1.5)
+    from spaceevo.search.supernet._export import quantize_int8
+
+    with pytest.raises(ValueError, match="calibrate_method='kl' is not in"):
+        quantize_int8(tmp_path / "a.onnx", tmp_path / "b.onnx", [np.zeros((1, 3, 8, 8), np.float32)],
+                      calibrate_method="kl")
 
 
 def test_tiny_supernet_training_loss_goes_down_and_resumes(tmp_path):
     cfg = TrainConfig(space=CHEAP, dataset="synthetic", image_size=8, epochs=2, qat_epochs=1, batch_size=16,
-                      lr=3e-3, qat_lr=1e-3, optimizer="adamw", n_random=1, bn_batches=1, limit_steps=5, device="cpu")
+                      lr=3e-3, qat_lr=1e-3, optimizer="adamw", warmup_steps=0, label_weight=0.5, n_random=1,
+                      bn_batches=1, limit_steps=5, device="cpu")
     r = train_supernet(cfg, tmp_path, progress=False)
     h = r["history"]
     assert [x["phase"] for x in h] == ["fp32", "fp32", "qat"]

@@ -43,14 +43,21 @@ def _ort_backend(**opts):
     return get_backend("ort", **{"threads": 1, **opts})
 
 
+CALIBRATE_METHODS = ("minmax", "percentile", "entropy")
+
+
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray] | None = None,
-                  backend=None) -> Path:
+                  backend=None, calibrate_method: str = "minmax") -> Path:
     """INT8 copy of an ONNX model with the collector's ``ort`` backend settings.
 
     ``calibration=None`` uses the collector's own ``quantize_onnx_int8`` (seeded random inputs, as
     for latency measurement); otherwise the given input batches calibrate the activation ranges
-    (needed for accuracy), with the same format, types, per-channel and symmetry settings.
+    (needed for accuracy), with the same format, types, per-channel and symmetry settings, and
+    ``calibrate_method`` (``minmax`` as the collector, ``percentile`` at 99.999 %, or ``entropy``); the
+    method changes only the scales, not the graph that the collector times.
     """
+    if calibrate_method not in CALIBRATE_METHODS:
+        raise ValueError(f"calibrate_method={calibrate_method!r} is not in {list(CALIBRATE_METHODS)}")
     import onnx
 
     from spaceevo.latency import quantize_onnx_int8
@@ -63,7 +70,8 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
                                per_channel=be.per_channel)
         onnx.save(q, str(int8_path))
         return Path(int8_path)
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
 
     batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration]
     if not batches:
@@ -82,6 +90,8 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
             self.it = iter(batches)
 
     qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
     fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[be.quant_format]
     root = logging.getLogger()
     level = root.level
@@ -89,7 +99,9 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     try:
         quantize_static(str(fp32_path), str(int8_path), _Reader(), quant_format=fmt, per_channel=be.per_channel,
                         activation_type=qtype[be.activation_type], weight_type=qtype[be.weight_type],
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                        calibrate_method=methods[calibrate_method],
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                       "CalibPercentile": 99.999})
     finally:
         root.setLevel(level)
     return Path(int8_path)
@@ -126,12 +138,18 @@ def measure_latency_ms(fp32_path: str | Path, backend=None) -> dict:
 
 
 def predict_latency_ms(predictor, space, subnet, n_classes: int) -> float:
-    """Predicted INT8 latency (ms) of ``subnet`` with an ``n_classes`` classifier (the exported model)."""
+    """Predicted INT8 latency (ms) of ``subnet`` with an ``n_classes`` classifier (the exported model).
+
+    The predictor's blocks with the real classifier width, combined by its own composition term.
+    """
     blocks = [b.config for b in subnet_blocks(space, subnet, n_classes)]
-    total = float(np.sum(predictor.predict_blocks(blocks)))
-    c = getattr(predictor, "composition", None) or {"scale": 1.0, "offset_ms": 0.0}
-    params_m = sum(b.params for b in blocks) / 1e6
-    return c["scale"] * total + c.get("params_coef", 0.0) * params_m + c["offset_ms"]
+    lat = np.asarray(predictor.predict_blocks(blocks), dtype=float)
+    composition = getattr(predictor, "composition", None)
+    if not composition:
+        return float(lat.sum())
+    from spaceevo.predictors._composition import compose
+
+    return float(compose(composition, blocks, lat))
 
 
 def report_subnets(space, n_random: int, seed: int) -> list[str]:
@@ -141,7 +159,8 @@ def report_subnets(space, n_random: int, seed: int) -> list[str]:
 
 def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None, n_random: int = 3,
                    predictor: str | None = None, measure: bool = True, seed: int = 0,
-                   eval_limit: int | None = None, repeats: int = 30) -> list[dict]:
+                   eval_limit: int | None = None, repeats: int = 30, calibrate_method: str = "minmax"
+                   ) -> list[dict]:
     """Per subnet: held-out top-1 (FP32, LSQ+ fake-quant, onnxruntime INT8), predicted and measured INT8 latency.
 
     Accuracy is at the training image size; latency at the subnet's resolution with the trained
@@ -170,15 +189,18 @@ def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None,
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(names):
-            static = recalibrate_bn(net.extract(name), bn_batches)
+            # BN statistics follow what runs: float activations for the ONNX export (onnxruntime quantises
+            # the float model), fake-quantised ones for the LSQ+ model
+            static = recalibrate_bn(net.extract(name).set_fake_quant(False), bn_batches)
             sub = static.subnet
             row = {"subnet": name, "resolution": sub.resolution,
                    "flops_m": net.space.subnet_info(sub)["flops_m"], "chance": round(1.0 / net.n_classes, 4),
-                   "acc_fp32": round(evaluate(static.set_fake_quant(False), val_loader), 4)}
+                   "acc_fp32": round(evaluate(static, val_loader), 4)}
             if net.qat:
-                row["acc_lsq"] = round(evaluate(static.set_fake_quant(True), val_loader), 4)
+                lsq = recalibrate_bn(net.extract(name).set_fake_quant(True), bn_batches)
+                row["acc_lsq"] = round(evaluate(lsq, val_loader), 4)
             small = export_onnx(static, Path(tmp) / f"s{i}.onnx", resolution=cfg["image_size"], dynamic_batch=True)
-            q = quantize_int8(small, Path(tmp) / f"s{i}_int8.onnx", calib)
+            q = quantize_int8(small, Path(tmp) / f"s{i}_int8.onnx", calib, calibrate_method=calibrate_method)
             row["acc_int8_ort"] = round(onnx_accuracy(q, val_loader), 4)
             if pred is not None:
                 row["predicted_ms"] = round(predict_latency_ms(pred, net.space, sub, net.n_classes), 3)

@@ -111,10 +111,11 @@ def conv2d_same(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, str
     ONNX export keeps the full kernel.
     """
     k = w.shape[-1]
-    h = min(x.shape[-2], x.shape[-1])
-    if 2 * h - 1 < k and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-        k = 2 * h - 1
-        w = _crop(w, k)
+    if k > 1 and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+        h = min(x.shape[-2], x.shape[-1])
+        if 2 * h - 1 < k:
+            k = 2 * h - 1
+            w = _crop(w, k)
     return F.conv2d(x, w, bias, stride, (k - 1) // 2, 1, groups)
 
 
@@ -214,10 +215,15 @@ class DynamicBlock(nn.Module):
     """One block slot of the supernet: weight banks for every config the slot can take."""
 
     def __init__(self, configs: Sequence[BlockConfig]) -> None:
-        """Weight banks for ``configs``. Initialisation: the last BN of a residual body that ends without
-        activation starts at zero and 1x1 shortcut projections start as a partial identity, so every
-        subnet starts close to its shortcut path: a random subnet, whose widths change inside a stage,
-        otherwise sends the residual stream through projections that only random subnets train."""
+        """Weight banks for ``configs``.
+
+        Initialisation for quick weight-sharing training: the last BN of a residual body that ends
+        without activation starts at zero (the block starts as its shortcut), and 1x1 shortcut
+        projections start as identity plus 0.3 x their random init. A random subnet changes width
+        inside a stage, so its residual stream crosses projections that only random subnets train; a
+        purely random projection scrambles the channels (random subnets then stay at chance), a pure
+        identity leaves dead input channels with zero variance under BN (exploding gradients).
+        """
         super().__init__()
         if not configs:
             raise ValueError("a dynamic block needs at least one config")
@@ -240,12 +246,12 @@ class DynamicBlock(nn.Module):
             bank = self.banks[_bank_key(role)]
             if isinstance(bank, ConvBank) and bank.bn is not None:
                 nn.init.zeros_(bank.bn.weight)
-        for key, bank in self.banks.items():  # 1x1 shortcut projections start as a partial identity
+        for key, bank in self.banks.items():  # 1x1 shortcut projections: identity + 0.3 x random init
             if key.startswith("short_") and isinstance(bank, ConvBank) and bank.weight.shape[-1] == 1:
                 with torch.no_grad():
-                    bank.weight.zero_()
                     n = min(bank.weight.shape[0], bank.weight.shape[1])
-                    bank.weight[torch.arange(n), torch.arange(n)] = 1.0
+                    bank.weight.mul_(0.3)
+                    bank.weight[torch.arange(n), torch.arange(n)] += 1.0
 
     def forward(self, x: torch.Tensor, cfg: BlockConfig) -> torch.Tensor:
         ops, roles = block_plan(cfg)

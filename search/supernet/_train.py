@@ -41,21 +41,22 @@ class TrainConfig:
 
     space: str
     dataset: str = "digits"
-    image_size: int = 32
-    epochs: int = 4
+    image_size: int = 16
+    epochs: int = 3
     qat_epochs: int = 1
-    batch_size: int = 64
-    lr: float = 0.05
-    qat_lr: float = 0.005
+    batch_size: int = 32
+    lr: float = 2e-3
+    qat_lr: float = 2e-4
     weight_decay: float = 3e-5
     n_random: int = 2
     val_fraction: float = 0.2
     seed: int = 0
     bn_batches: int = 8
     device: str = "auto"
-    optimizer: str = "sgd"
-    warmup_steps: int = 0
+    optimizer: str = "adamw"
+    warmup_steps: int = 20
     limit_steps: int = 0
+    label_weight: float = 0.5
 
     def __post_init__(self) -> None:
         from spaceevo.space import SearchSpace
@@ -73,6 +74,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"The '{name}' parameter of TrainConfig must be > 0. Got {value!r} instead.")
+        if not 0.0 <= self.label_weight <= 1.0:
+            raise ValueError(f"The 'label_weight' parameter of TrainConfig must be in [0, 1]. "
+                             f"Got {self.label_weight!r} instead.")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay={self.weight_decay!r} must be >= 0")
         if self.optimizer not in OPTIMIZERS:
@@ -93,11 +97,16 @@ class TrainConfig:
 
 
 class SandwichLoss(nn.Module):
-    """One sandwich-rule step: CE on the first (max) subnet, distillation of the others to it."""
+    """One sandwich-rule step: CE on the first (max) subnet, distillation of the others to it.
 
-    def __init__(self, net: Supernet) -> None:
+    With ``label_weight`` w > 0 the other subnets' loss is ``(1 - w) * KD + w * CE``: early in a short
+    run the max subnet is a weak teacher, and the labels speed the small subnets up.
+    """
+
+    def __init__(self, net: Supernet, label_weight: float = 0.0) -> None:
         super().__init__()
         self.net = net
+        self.label_weight = label_weight
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, subnets: list) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(x, subnets[0])
@@ -108,6 +117,8 @@ class SandwichLoss(nn.Module):
             out = self.net(x, sub)
             loss = -(soft * out.log_softmax(1)).sum(1).mean()
             kd.append(loss.detach())
+            if self.label_weight:
+                loss = (1 - self.label_weight) * loss + self.label_weight * F.cross_entropy(out, y)
             total = total + loss
         acc = (logits.argmax(1) == y).float().mean()
         stats = torch.stack([loss_max.detach(), torch.stack(kd).mean() if kd else torch.zeros(()), acc.detach()])
@@ -300,7 +311,7 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, p
 
 def _make_phase(net: Supernet, cfg: TrainConfig, qat: bool, device: torch.device, world: int,
                 steps_per_epoch: int) -> tuple:
-    model: nn.Module = SandwichLoss(net)
+    model: nn.Module = SandwichLoss(net, cfg.label_weight)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -333,7 +344,7 @@ def _run_epoch(model: nn.Module, net: Supernet, loader, optimizer, scheduler, cf
                 break
             step = epoch * steps_per_epoch + i
             rng = np.random.default_rng([cfg.seed, step])
-            x = _augment(x, rng).to(device)
+            x = _augment(x, rng, max(1, cfg.image_size // 16)).to(device)
             y = y.to(device)
             subnets = [net.max_subnet(), net.min_subnet()] + [net.sample(rng) for _ in range(cfg.n_random)]
             optimizer.zero_grad(set_to_none=True)

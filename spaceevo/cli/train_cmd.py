@@ -19,15 +19,17 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option(..., "--space", help="Search space, e.g. onnxw-151122-023231."),
         out: Path = typer.Option(Path("supernet_run"), "-o", "--out", help="Output folder (checkpoints, metrics)."),
         dataset: str = typer.Option("digits", help="'digits', 'synthetic' or an ImageFolder directory."),
-        image_size: int = typer.Option(32, help="Training/evaluation image side (px)."),
-        epochs: int = typer.Option(4, help="FP32 sandwich-rule epochs."),
+        image_size: int = typer.Option(16, help="Training/evaluation image side (px)."),
+        epochs: int = typer.Option(3, help="FP32 sandwich-rule epochs."),
         qat_epochs: int = typer.Option(1, help="LSQ+ INT8 quantisation-aware epochs after FP32."),
-        batch_size: int = typer.Option(64, help="Batch size per process."),
-        lr: float = typer.Option(0.05, help="FP32 learning rate (cosine schedule)."),
-        qat_lr: float = typer.Option(0.005, help="QAT learning rate."),
-        optimizer: str = typer.Option("sgd", help="sgd (momentum 0.9, Nesterov) or adamw."),
-        warmup_steps: int = typer.Option(0, help="Linear learning-rate warm-up steps of the FP32 phase."),
+        batch_size: int = typer.Option(32, help="Batch size per process."),
+        lr: float = typer.Option(2e-3, help="FP32 learning rate (cosine schedule)."),
+        qat_lr: float = typer.Option(2e-4, help="QAT learning rate."),
+        optimizer: str = typer.Option("adamw", help="sgd (momentum 0.9, Nesterov) or adamw."),
+        warmup_steps: int = typer.Option(20, help="Linear learning-rate warm-up steps of the FP32 phase."),
         n_random: int = typer.Option(2, help="Random subnets per step besides the max and min subnets."),
+        label_weight: float = typer.Option(0.5, help="Weight of the labels' cross-entropy in the min and random "
+                                                     "subnets' loss (0: pure in-place distillation)."),
         seed: int = typer.Option(0, help="Random seed."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from OUT/checkpoint.pt."),
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         cfg = TrainConfig(space=space, dataset=dataset, image_size=image_size, epochs=epochs, qat_epochs=qat_epochs,
                           batch_size=batch_size, lr=lr, qat_lr=qat_lr, seed=seed, device=device, optimizer=optimizer,
-                          warmup_steps=warmup_steps, n_random=n_random)
+                          warmup_steps=warmup_steps, n_random=n_random, label_weight=label_weight)
         result = train_supernet(cfg, out, resume=resume, progress=not as_json)
 
         def render(r: dict) -> None:
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
         data = load_dataset(cfg["dataset"], cfg["image_size"], cfg["val_fraction"], cfg["seed"])
         loader = DataLoader(data.train, batch_size=cfg["batch_size"], shuffle=False)
         batches = [x for _, (x, _y) in zip(range(cfg["bn_batches"]), loader)]
-        static = recalibrate_bn(net.extract(subnet), batches)
+        static = recalibrate_bn(net.extract(subnet).set_fake_quant(False), batches)  # BN as the float export runs
         path = export_onnx(static, output, resolution)
         result = {"subnet": subnet, "space": space, "onnx": str(path)}
         if int8:
@@ -95,13 +97,16 @@ def register(app: typer.Typer) -> None:
         measure: bool = typer.Option(True, "--measure/--no-measure",
                                      help="Measure INT8 latency with the collector (ort backend, 1 thread)."),
         repeats: int = typer.Option(30, help="Timed samples per subnet (collector protocol)."),
+        calibrate_method: str = typer.Option("minmax", help="Activation calibration of the accuracy INT8 model: "
+                                                            "minmax (as the collector), percentile or entropy."),
         as_json: bool = JsonOpt,
     ) -> None:
         """Held-out top-1 (FP32, LSQ+, onnxruntime INT8) and predicted vs measured INT8 latency of subnets."""
         from spaceevo.search.supernet import latency_report
 
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        rows = latency_report(checkpoint, subnet or None, n_random, predictor, measure, seed=seed, repeats=repeats)
+        rows = latency_report(checkpoint, subnet or None, n_random, predictor, measure, seed=seed, repeats=repeats,
+                              calibrate_method=calibrate_method)
 
         def render(rs: list[dict]) -> None:
             names = ["min", "max"] + [f"rand{i}" for i in range(len(rs))] if not subnet else \
@@ -130,7 +135,7 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(200, help="Training steps per table (sandwich: max, min, one random config)."),
         qat_steps: int = typer.Option(0, help="LSQ+ QAT steps after the FP32 steps."),
         rows: int = typer.Option(20, help="Stage configs per table (each written at every LUT resolution)."),
-        batch_size: int = typer.Option(64, help="Batch size."),
+        batch_size: int = typer.Option(32, help="Batch size."),
         lr: float = typer.Option(2e-3, help="AdamW learning rate."),
         predictor: Optional[str] = typer.Option(None, help="Latency predictor for the latency column (default: "
                                                            "the hyperspace's built-in one)."),
@@ -170,8 +175,7 @@ def register(app: typer.Typer) -> None:
         train_x = torch.cat([x for x, _ in DataLoader(ds.train, batch_size=256)])
         val_x = torch.cat([x for x, _ in DataLoader(ds.val, batch_size=256)])
         sub = teacher_subnet or str(net.max_subnet())
-        static = recalibrate_bn(net.extract(sub), [train_x[i:i + 64] for i in range(0, 512, 64)])
-        static.set_fake_quant(False)
+        static = recalibrate_bn(net.extract(sub).set_fake_quant(False), [train_x[i:i + 64] for i in range(0, 512, 64)])
         pred = load_predictor(predictor or DEVICE_PREDICTORS[hyper.name])
         summary = distill_tables(static, train_x, val_x, out, list(dict.fromkeys(keys)), pred, cfg,
                                  progress=not as_json)
