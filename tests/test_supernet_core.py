@@ -219,3 +219,15 @@ def test_tiny_supernet_training_loss_goes_down_and_resumes(tmp_path):
     assert net.qat and state["epoch"] == 3
     with pytest.raises(ValueError, match="use another output folder"):
         train_supernet(TrainConfig(space=TINY, dataset="synthetic", image_size=8), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("hw,k,stride,groups", [(1, 5, 1, 4), (1, 7, 2, 1), (2, 5, 1, 4), (2, 7, 2, 4), (3, 7, 1, 1),
+                                                (4, 3, 2, 4)])
+def test_kernel_crop_on_small_inputs_is_exact(hw, k, stride, groups):
+    from spaceevo.search.supernet._layers import conv2d_same
+
+    g = torch.Generator().manual_seed(hw * 10 + k)
+    x = torch.randn(2, 4, hw, hw, generator=g)
+    w = torch.randn(4, 4 // groups, k, k, generator=g)
+    ref = torch.nn.functional.conv2d(x, w, None, stride, (k - 1) // 2, 1, groups)
+    torch.testing.assert_close(conv2d_same(x, w, None, stride, groups, k), ref, rtol=1e-5, atol=1e-5)

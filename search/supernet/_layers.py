@@ -101,19 +101,18 @@ def _crop(w: torch.Tensor, k: int) -> torch.Tensor:
     return w[:, :, off:off + k, off:off + k]
 
 
-def conv2d_same(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: int, groups: int
+def conv2d_same(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, stride: int, groups: int, k: int
                 ) -> torch.Tensor:
     """``conv2d`` with padding ``(k - 1) // 2``, the kernel cropped to what a small input can reach.
 
-    On an ``h x w`` input, taps further than ``h - 1`` rows (``w - 1`` columns) from the centre only ever
-    see padding, so the centre ``min(k, 2h - 1)`` crop gives the same output for any stride, and avoids
+    On an ``h x h`` input, taps further than ``h - 1`` rows or columns from the centre only ever see
+    padding, so the centre ``min(k, 2h - 1)`` crop gives the same output for any stride, and avoids
     PyTorch's very slow CPU path for depthwise kernels larger than the input (5x5 on 1x1: ~100x).
     ONNX export keeps the full kernel.
     """
-    k = w.shape[-1]
-    if k > 1 and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-        h = min(x.shape[-2], x.shape[-1])
-        if 2 * h - 1 < k:
+    if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() and k > 1:
+        h = x.shape[-2]
+        if 2 * h - 1 < k and x.shape[-1] == h:  # square inputs (a square crop would drop taps of the long side)
             k = 2 * h - 1
             w = _crop(w, k)
     return F.conv2d(x, w, bias, stride, (k - 1) // 2, 1, groups)
@@ -156,7 +155,7 @@ class ConvBank(nn.Module):
         if self.w_q is not None:
             x = self.act_q(x)
             w = self.w_q(w)
-        y = conv2d_same(x, w, p["bias"], op.stride, op.groups)
+        y = conv2d_same(x, w, p["bias"], op.stride, op.groups, op.k)
         if op.bn:
             bn = self.bn
             y = F.batch_norm(y, p["running_mean"], p["running_var"], p["bn_weight"], p["bn_bias"],
@@ -373,7 +372,7 @@ class StaticConv(nn.Module):
         w = self.conv.weight
         if self.fake_quant and self.w_q is not None:
             x, w = self.act_q(x), self.w_q(w)
-        y = conv2d_same(x, w, self.conv.bias, self.conv.stride[0], self.conv.groups)
+        y = conv2d_same(x, w, self.conv.bias, self.conv.stride[0], self.conv.groups, self.conv.kernel_size[0])
         if self.bn is not None:
             y = self.bn(y)
         return activation(y, self.act)

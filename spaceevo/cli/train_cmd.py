@@ -113,9 +113,11 @@ def register(app: typer.Typer) -> None:
                 [f"s{i}" for i in range(len(rs))]
             cols = ["resolution", "flops_m", "acc_fp32", "acc_lsq", "acc_int8_ort", "predicted_ms", "measured_ms",
                     "pred_over_meas"]
-            table(f"supernet subnets: held-out top-1 (chance {rs[0]['chance'] if rs else '-'}), INT8 latency (ms) "
-                  "at the subnet's resolution", ["name"] + cols,
-                  [[n] + [r.get(c, "-") for c in cols] for n, r in zip(names, rs)])
+            heads = ["res", "MMACs", "fp32", "lsq", "int8", "pred ms", "meas ms", "pred/meas"]
+            table(f"held-out top-1 (chance {rs[0]['chance'] if rs else '-'}; fp32, LSQ+ fake-quant, onnxruntime "
+                  "INT8) and INT8 latency at the subnet's resolution", ["name"] + heads,
+                  [[n] + [round(r[c], 1) if c == "flops_m" else r.get(c, "-") for c in cols]
+                   for n, r in zip(names, rs)])
             for n, r in zip(names, rs):
                 console().print(f"{n}: {r['subnet']}")
 
