@@ -135,12 +135,12 @@ def test_onnx_export_matches_pytorch_and_int8_runs(tmp_path):
 
     net = Supernet(CHEAP, n_classes=10).eval()
     static = net.extract(net.space.sample(1, seed=5)[0]).eval()
-    path = export_onnx(static, tmp_path / "s.onnx", resolution=32)
-    x = torch.randn(1, 3, 32, 32)
+    path = export_onnx(static, tmp_path / "s.onnx", resolution=16)
+    x = torch.randn(1, 3, 16, 16)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], static(x).detach().numpy(),
                                rtol=1e-4, atol=1e-4)
-    q = quantize_int8(path, tmp_path / "s_int8.onnx", [torch.randn(1, 3, 32, 32).numpy() for _ in range(4)])
+    q = quantize_int8(path, tmp_path / "s_int8.onnx", [torch.randn(1, 3, 16, 16).numpy() for _ in range(4)])
     import onnx
 
     from spaceevo.search.supernet._export import measure_latency_ms
@@ -203,7 +203,7 @@ def test_datasets_and_errors(tmp_path):
 def test_tiny_supernet_training_loss_goes_down_and_resumes(tmp_path):
     cfg = TrainConfig(space=CHEAP, dataset="synthetic", image_size=8, epochs=2, qat_epochs=1, batch_size=16,
                       lr=3e-3, qat_lr=1e-3, optimizer="adamw", warmup_steps=0, label_weight=0.5, n_random=1,
-                      bn_batches=1, limit_steps=5, device="cpu")
+                      bn_batches=1, limit_steps=5, val_fraction=0.05, device="cpu")
     r = train_supernet(cfg, tmp_path, progress=False)
     h = r["history"]
     assert [x["phase"] for x in h] == ["fp32", "fp32", "qat"]
