@@ -22,14 +22,14 @@ def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, p
     metrics: dict = {}
     points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if len(blocks):
-        y = blocks["median_ms"].to_numpy(dtype=np.float64)
+        y = blocks[pred.target].to_numpy(dtype=np.float64)
         p = pred.predict_blocks(configs_from_frame(blocks))
         metrics["unit"] = latency_metrics(y, p)
         points["blocks"] = (y, p)
     models = df[df["kind"] == "model"] if "kind" in df.columns else df.iloc[:0]
     if len(models):
         cfgs = [json.loads(c) if isinstance(c, str) else c for c in models["config"]]
-        y = models["median_ms"].to_numpy(dtype=np.float64)
+        y = models[pred.target].to_numpy(dtype=np.float64)
         outs = [pred.predict_subnet(c["space"], c["subnet"]) for c in cfgs]
         sums = np.array([o["blocks_sum_ms"] for o in outs])
         composed = np.array([o["latency_ms"] for o in outs])
@@ -38,8 +38,10 @@ def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, p
         points["subnets"] = (y, composed)
     if folds >= 2 and len(blocks) >= folds:
         metrics["unit_cv"] = cross_validate_units(df, estimator=pred.estimator, folds=folds, seed=seed,
-                                                  estimator_params=pred.estimator_params)["overall"]
-    out = {"device": pred.device, "dtype": pred.dtype, "estimator": pred.estimator, "metrics": metrics,
+                                                  estimator_params=pred.estimator_params,
+                                                  target=pred.target)["overall"]
+    out = {"device": pred.device, "dtype": pred.dtype, "estimator": pred.estimator, "target": pred.target,
+           "metrics": metrics,
            "plot": None}
     if plot is not None and points:
         out["plot"] = str(scatter_plot(points, plot, title=f"{pred.device} {pred.dtype} ({pred.estimator})"))
