@@ -72,12 +72,16 @@ class SpaceEvoLutRegressor(_LatencyRegressor):
                 raise ValueError(f"The '{name}' parameter of SpaceEvoLutRegressor must be an int >= 1. "
                                  f"Got {value!r} instead.")
         X, ly = self._check_fit(X, y)
+        if X.shape[1] < 28:
+            raise ValueError(f"X has {X.shape[1]} columns; SpaceEvoLutRegressor needs the block feature layout of "
+                             "spaceevo.predictors.block_features (at least 28 columns)")
         groups: dict[bytes, list[float]] = {}
         rows: dict[bytes, np.ndarray] = {}
         for key, row, v in zip(self._keys(X), X, ly):
             groups.setdefault(key, []).append(float(v))
             rows.setdefault(key, row[:_CONFIG_COLS])
-        self.table_ = {k: float(np.mean(v)) for k, v in groups.items()}
+        # log(ms) to 7 decimals (1e-7 relative), as saved: a loaded predictor answers exactly like the fitted one
+        self.table_ = {k: round(float(np.mean(v)), 7) for k, v in groups.items()}
         self.table_rows_ = np.array([rows[k] for k in self.table_])
         self.domain_ = {}
         for s in np.unique(X[:, 5]):

@@ -16,7 +16,9 @@ from spaceevo.predictors import (
     list_estimators,
     nnmeter_rf_params,
 )
+from spaceevo.predictors import block_features
 from spaceevo.predictors._estimators import estimator_from_state
+from spaceevo.space import SearchSpace
 
 
 @parametrize_with_checks([LGBMLatencyRegressor(n_estimators=20), RFLatencyRegressor(n_estimators=10),
@@ -32,9 +34,18 @@ def _data(n=200, seed=0):
     return X, y
 
 
+def _block_data(n=200, seed=0):
+    """Real block features (every estimator must take them) and a latency that grows with MACs."""
+    sp = SearchSpace.parse("onnxw-151122-023231")
+    configs = list(dict.fromkeys(b.config for s in sp.sample(40, seed=seed) for b in sp.blocks(s)))[:n]
+    X = block_features(configs)
+    y = 0.02 + np.array([c.macs for c in configs]) * 2e-8 * (1 + 0.1 * np.sin(np.arange(len(configs))))
+    return X, y
+
+
 @pytest.mark.parametrize("name", list_estimators())
 def test_fits_relative_error_and_round_trips_json(name):
-    X, y = _data()
+    X, y = _block_data()
     est = get_estimator(name)().fit(X, y)
     pred = est.predict(X)
     assert np.median(np.abs(pred / y - 1)) < 0.05
