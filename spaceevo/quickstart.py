@@ -128,12 +128,14 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
 
     log(f"2/3 training a LightGBM predictor on {len(train_df)} measurements")
     pred = train_predictor(train_df, device=device, dtype="int8", estimator="lgbm",
-                           fingerprint={"fingerprint_ids": fingerprints}, source=str(db), cv_folds=0, seed=seed)
+                           fingerprint={"fingerprint_ids": fingerprints}, source=str(db), cv_folds=0, seed=seed,
+                           target="min_ms")
     name = f"{device}-int8"
     path = install_predictor(pred, name)
     report["predictor"] = {"name": name, "path": str(path), "composition": pred.manifest.get("composition")}
 
-    measured = {row["key"].split("/", 1)[1]: float(row["median_ms"]) for _, row in test_df.iterrows()}
+    # the fastest sample is the statistic least inflated by a busy machine; the predictor learns the same one
+    measured = {row["key"].split("/", 1)[1]: float(row["min_ms"]) for _, row in test_df.iterrows()}
     test_ok = [s for s in test if str(s) in measured]
     predicted = pred.predict_subnets(sp, test_ok)
     y = np.array([measured[str(s)] for s in test_ok])
