@@ -92,6 +92,14 @@ class _LatencyRegressor(RegressorMixin, BaseEstimator):
 
     estimator_name = ""
 
+    def _check_positive_ints(self, *names: str) -> None:
+        """Raise scikit-learn's style of error when a hyper-parameter is not an int >= 1."""
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"The '{name}' parameter of {type(self).__name__} must be an int >= 1. "
+                                 f"Got {value!r} instead.")
+
     def _check_fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         return X, _log_target(np.asarray(y, dtype=np.float64))
@@ -146,11 +154,7 @@ class LGBMLatencyRegressor(_LatencyRegressor):
         """Fit on ``log(y)``."""
         import lightgbm as lgb
 
-        for name in ("n_estimators", "num_leaves", "min_child_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"The '{name}' parameter of LGBMLatencyRegressor must be an int >= 1. "
-                                 f"Got {value!r} instead.")
+        self._check_positive_ints("n_estimators", "num_leaves", "min_child_samples")
         X, ly = self._check_fit(X, y)
         cols = self.base_columns
         if cols is not None and (not all(isinstance(c, (int, np.integer)) and 0 <= c < X.shape[1] for c in cols)

@@ -24,6 +24,8 @@ ESTIMATOR = "spaceevo-lut"
 # Columns of the feature matrix (both feature schema versions start with these): config, then sizes.
 _CONFIG_COLS = 7  # hw, cin, cout, k, e, stride, act_id
 _SIZE_COLS = 13  # ... macs, params, in_size, out_size, hidden, hidden_size
+_ALIGN_COLS = 15  # channel counts modulo 4/8/16/32/64 after the size columns
+_V1_COLS = _SIZE_COLS + _ALIGN_COLS  # feature schema v1; v2 appends work/traffic columns
 _DOMAIN_COLS = (0, 1, 2, 3, 4)  # hw, cin, cout, k, e: the box of the training configs per stride
 # Monotone (+1) in every column that grows with the work: hw cin cout k e . . macs params in out hidden hsize
 _MONOTONE_V1 = (1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1)
@@ -58,23 +60,19 @@ class SpaceEvoLutRegressor(_LatencyRegressor):
         return [row.tobytes() for row in np.round(X[:, :_CONFIG_COLS], 4)]
 
     def _model_X(self, X: np.ndarray) -> np.ndarray:
-        extra = X[:, 13 + 15:] if X.shape[1] > 13 + 15 else X[:, :0]
-        mods = X[:, 13:28] if self.alignment else X[:, :0]
+        extra = X[:, _V1_COLS:]
+        mods = X[:, _SIZE_COLS:_V1_COLS] if self.alignment else X[:, :0]
         return np.hstack([X[:, :_SIZE_COLS], extra, mods])
 
     def fit(self, X, y) -> "SpaceEvoLutRegressor":
         """Store the blocks as an exact table and fit the monotone model on ``log(y)``."""
         import lightgbm as lgb
 
-        for name in ("n_estimators", "num_leaves", "min_child_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"The '{name}' parameter of SpaceEvoLutRegressor must be an int >= 1. "
-                                 f"Got {value!r} instead.")
+        self._check_positive_ints("n_estimators", "num_leaves", "min_child_samples")
         X, ly = self._check_fit(X, y)
-        if X.shape[1] < 28:
+        if X.shape[1] < _V1_COLS:
             raise ValueError(f"X has {X.shape[1]} columns; SpaceEvoLutRegressor needs the block feature layout of "
-                             "spaceevo.predictors.block_features (at least 28 columns)")
+                             f"spaceevo.predictors.block_features (at least {_V1_COLS} columns)")
         groups: dict[bytes, list[float]] = {}
         rows: dict[bytes, np.ndarray] = {}
         for key, row, v in zip(self._keys(X), X, ly):
@@ -95,7 +93,7 @@ class SpaceEvoLutRegressor(_LatencyRegressor):
         if n < 2 or np.ptp(ly) == 0:
             self.booster_ = None
             return self
-        n_v2 = max(0, X.shape[1] - 28)
+        n_v2 = X.shape[1] - _V1_COLS
         mono = list(_MONOTONE_V1) + list(_MONOTONE_V2)[:n_v2] + [0] * (Z.shape[1] - _SIZE_COLS - n_v2)
         params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                   "min_child_samples": min(self.min_child_samples, max(1, n // 2)), "min_data_in_bin": 1,
