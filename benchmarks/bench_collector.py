@@ -1,11 +1,14 @@
-"""Collector throughput and stability: units per minute, median CV over 50 units, and the median relative
-difference when the same 30 units are timed twice in one run, for ``ort`` and ``tflite``; the protocol
-variants (wall clock vs. the timing thread's CPU time; one inference per sample vs. samples of at least
-``min_sample_ms``) side by side.
+"""Collector throughput and stability, protocols side by side: units per minute, the median CV over 50 units,
+and the median relative difference when the same 30 units are measured twice in one run (of ``median_ms``
+and of ``min_ms``), for ``ort`` and ``tflite``.
 
-Run: ``python benchmarks/bench_collector.py [--backends ort tflite] [--units 50] [--pairs 30]
-[--space onnxw] [--resolution 160] [--min-sample-ms 0 2] [--clocks wall cpu] [--json]``. Units are INT8 blocks drawn with
-the ``space`` sampler (seeded). Units per minute include conversion (quantisation) and all re-measures.
+Protocols: ``single`` is one fresh session per unit (10 warm-up + 50 timed samples, nn-Meter's counts;
+re-measured up to 3 times while the CV exceeds 5%); ``rounds`` is the default of ``spaceevo profile``:
+10 short sessions per unit (5 warm-up + 10 samples, same re-measure rule) spread over the run in a
+shuffled order. Both go through the collector's ``run_profile`` into throw-away stores, conversion included.
+
+Run: ``python benchmarks/bench_collector.py [--backends ort tflite] [--protocols single rounds] [--units 50]
+[--pairs 30] [--space onnxw] [--resolution 160] [--clock auto] [--min-sample-ms 2] [--json]``.
 """
 
 from __future__ import annotations
@@ -13,47 +16,65 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from spaceevo.latency import get_backend
+from spaceevo.datasets import LatencyStore
+from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, get_backend, run_profile
 from spaceevo.latency._samplers import sample_space
 
+PROTOCOLS = {  # name -> (rounds, backend options)
+    "single": (1, {"repeats": 50, "warmup": 10}),
+    "rounds": (ROUNDS, {"repeats": ROUND_REPEATS, "warmup": ROUND_WARMUP}),
+}
 
-def bench(backend: str, units: list, pairs: int, min_sample_ms: float, clock: str, dtype: str = "int8") -> dict:
-    """Prepare and measure every unit once, then time the first ``pairs`` again in fresh sessions."""
-    be = get_backend(backend, min_sample_ms=min_sample_ms, clock=clock)
+
+def _profile(units: list, be, rounds: int, path: Path, dtype: str) -> tuple[dict, dict]:
+    with LatencyStore(path) as st:
+        summary = run_profile(units, be, [dtype], db=st, device="bench", rounds=rounds, progress=False)
+        df = st.read_measurements(status="ok")
+    return summary, {k: (m, mn) for k, m, mn in zip(df["key"], df["median_ms"], df["min_ms"])}
+
+
+def _rel(a: dict, b: dict, i: int) -> list[float]:
+    return [abs(a[k][i] - b[k][i]) / ((a[k][i] + b[k][i]) / 2) for k in b if k in a]
+
+
+def bench(backend: str, units: list, pairs: int, protocol: str, clock: str, min_sample_ms: float,
+          dtype: str = "int8") -> dict:
+    """Profile every unit with ``protocol``, then the first ``pairs`` units again in a second store."""
+    rounds, opts = PROTOCOLS[protocol]
+    be = get_backend(backend, min_sample_ms=min_sample_ms, clock=clock, **opts)
     be.require()
-    artifacts, first, cvs = [], [], []
-    t0 = time.perf_counter()
-    for u in units:
-        art = be.prepare(u, dtype)
-        s = be.measure_artifact(art)
-        artifacts.append(art)
-        first.append(s.median_ms)
-        cvs.append(s.cv)
-    elapsed = time.perf_counter() - t0
-    again = [be.measure_artifact(a).median_ms for a in artifacts[:pairs]]
-    rel = [abs(a - b) / ((a + b) / 2) for a, b in zip(first[:pairs], again)]
-    return {"backend": backend, "clock": clock, "min_sample_ms": min_sample_ms, "units": len(units),
-            "units_per_min": round(60 * len(units) / elapsed, 1), "median_cv": round(statistics.median(cvs), 4),
-            "cv_p90": round(float(np.percentile(cvs, 90)), 4), "cv_over_5pct": int(sum(c > 0.05 for c in cvs)),
-            "pairs": len(rel), "median_rel_diff": round(statistics.median(rel), 4),
-            "p90_rel_diff": round(float(np.percentile(rel, 90)), 4),
-            "median_latency_ms": round(statistics.median(first), 4)}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        first, m1 = _profile(units, be, rounds, Path(tmp) / "first.db", dtype)
+        elapsed = time.perf_counter() - t0
+        _, m2 = _profile(units[:pairs], be, rounds, Path(tmp) / "again.db", dtype)
+    med, mn = _rel(m1, m2, 0), _rel(m1, m2, 1)
+    return {"backend": backend, "protocol": protocol, "clock": be.resolved_clock(), "units": len(units),
+            "units_per_min": round(60 * len(units) / elapsed, 1), "median_cv": round(first["median_cv"], 4),
+            "median_round_cv": first["median_round_cv"] and round(first["median_round_cv"], 4),
+            "pairs": len(med), "median_rel_diff": round(statistics.median(med), 4),
+            "p90_rel_diff": round(float(np.percentile(med, 90)), 4), "min_rel_diff": round(statistics.median(mn), 4),
+            "min_p90_rel_diff": round(float(np.percentile(mn, 90)), 4),
+            "median_latency_ms": round(statistics.median(v[0] for v in m1.values()), 4)}
 
 
 def main() -> None:
     """Run the benchmark and print a table (or JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backends", nargs="+", default=["ort", "tflite"])
+    ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     ap.add_argument("--units", type=int, default=50)
     ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--space", default="onnxw")
     ap.add_argument("--resolution", type=int, default=160)
-    ap.add_argument("--min-sample-ms", type=float, nargs="+", default=[0.0, 2.0])
-    ap.add_argument("--clocks", nargs="+", default=["wall", "cpu"], help="wall and/or cpu (thread CPU time)")
+    ap.add_argument("--clock", default="auto", help="auto (thread CPU time at 1 thread) | wall | cpu")
+    ap.add_argument("--min-sample-ms", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -63,16 +84,16 @@ def main() -> None:
         if not get_backend(backend).available():
             print(f"skipping {backend}: not available here")
             continue
-        for clock in args.clocks:
-            for msm in args.min_sample_ms:
-                results.append(bench(backend, units, min(args.pairs, len(units)), msm, clock))
-                if not args.json:
-                    print(results[-1], flush=True)
+        for protocol in args.protocols:
+            results.append(bench(backend, units, min(args.pairs, len(units)), protocol, args.clock,
+                                 args.min_sample_ms))
+            if not args.json:
+                print(results[-1], flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    cols = ["backend", "clock", "min_sample_ms", "units", "units_per_min", "median_cv", "cv_p90", "cv_over_5pct", "pairs",
-            "median_rel_diff", "p90_rel_diff", "median_latency_ms"]
+    cols = ["backend", "protocol", "clock", "units", "units_per_min", "median_cv", "median_round_cv", "pairs",
+            "median_rel_diff", "p90_rel_diff", "min_rel_diff", "min_p90_rel_diff", "median_latency_ms"]
     print("\n" + " | ".join(cols))
     for r in results:
         print(" | ".join(str(r[c]) for c in cols))

@@ -11,7 +11,7 @@ Run the stages (each resumable; measurements go into SQLite stores under ``--out
 
 ``blocks``, ``models`` and the validation can run at the same time (separate stores); ``blocks`` measures
 in a seeded random order, so stopping it early leaves a uniform sample of the space's blocks.
-Measurements use interleaved rounds (``measure_rounds``): each unit is converted once, then timed in
+Measurements use the collector's interleaved rounds (``run_profile(rounds=...)``): each unit is converted once, then timed in
 ``--rounds`` short fresh sessions spread over the run. On a shared machine the between-session noise
 (CV ~12% here) dwarfs the noise inside a session, so ``min_ms`` (the fastest sample of all rounds) is a
 far steadier target than the median (unit-level k-fold +-10%: 88.6% vs 76.0%; model-level Kendall tau
@@ -30,23 +30,16 @@ import numpy as np
 
 def _measure(args, units: list, name: str, chunk: int = 200) -> dict:
     from spaceevo.datasets.store import LatencyStore
-    from spaceevo.predictors._validate import make_backend, measure_rounds
+    from spaceevo.latency import run_profile
+    from spaceevo.predictors._validate import make_backend
 
     be = make_backend("ort", rounds=args.rounds)
-    raw: dict = {}
-    raw_path = Path(args.out) / f"{name}_rounds.json"
-    if raw_path.is_file():
-        raw = json.loads(raw_path.read_text())
     t0 = time.time()
     with LatencyStore(Path(args.out) / f"{name}.db") as st:
-        try:
-            measure_rounds(units, be, "int8", rounds=args.rounds, store=st, progress=not args.quiet, raw=raw,
-                           chunk=chunk)
-        finally:
-            raw_path.write_text(json.dumps(raw))
+        run_profile(units, be, ["int8"], db=st, rounds=args.rounds, chunk=chunk, progress=not args.quiet)
         df = st.read_measurements(status="ok")
-    raw_path.write_text(json.dumps(raw))
-    return {name: len(df), "median_between_round_cv": float(df["cv"].median()), "seconds": time.time() - t0}
+    return {name: len(df), "median_within_cv": float(df["cv"].median()),
+            "median_between_round_cv": float(df["round_cv"].median()), "seconds": time.time() - t0}
 
 
 def _blocks(args) -> dict:

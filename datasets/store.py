@@ -2,7 +2,9 @@
 
 Every measurement is committed in its own transaction, so a process killed at any moment loses at
 most the unit in flight; a UNIQUE constraint makes reruns skip (or, for failed rows, replace)
-what is already there and never duplicate a row.
+what is already there and never duplicate a row. A unit timed in several rounds (sessions spread
+over the run) has one ``rounds`` row per finished round with its raw samples, so a killed run
+loses at most the round in flight and a rerun times only the missing rounds.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
-STAT_FIELDS: tuple[str, ...] = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "cv", "n", "attempts", "loops")
+SCHEMA_VERSION = 2
+STAT_FIELDS: tuple[str, ...] = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "cv", "n", "attempts", "loops",
+                               "rounds", "round_cv")
 FLAT_FIELDS: tuple[str, ...] = ("hw", "cin", "cout", "k", "e", "stride", "act")
 COLUMNS: tuple[str, ...] = (
     "id", "kind", "type", *FLAT_FIELDS, "macs", "config", "key", "device", "backend", "dtype", "threads",
@@ -36,7 +39,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     key TEXT NOT NULL,
     device TEXT NOT NULL, backend TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
     median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, p90_ms REAL, cv REAL,
-    n INTEGER, attempts INTEGER, loops INTEGER,
+    n INTEGER, attempts INTEGER, loops INTEGER, rounds INTEGER, round_cv REAL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     error TEXT,
     fingerprint_id TEXT REFERENCES fingerprints(id),
@@ -45,7 +48,16 @@ CREATE TABLE IF NOT EXISTS measurements (
     UNIQUE (kind, key, device, dtype, threads)
 );
 CREATE INDEX IF NOT EXISTS measurements_device ON measurements (device, dtype, status);
+CREATE TABLE IF NOT EXISTS rounds (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL, key TEXT NOT NULL, device TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
+    round INTEGER NOT NULL, stats TEXT NOT NULL, created_at TEXT NOT NULL,
+    UNIQUE (kind, key, device, dtype, threads, round)
+);
 """
+_MIGRATIONS = {  # from version -> statements that bring a store to the next version
+    1: ("ALTER TABLE measurements ADD COLUMN rounds INTEGER", "ALTER TABLE measurements ADD COLUMN round_cv REAL"),
+}
 
 
 def _now() -> str:
@@ -81,8 +93,12 @@ class LatencyStore:
                 conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process never loses a commit
                 conn.execute("PRAGMA foreign_keys=ON")
                 with conn:
-                    conn.executescript(_DDL)
-                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name='measurements'").fetchone()
+                    if fresh:
+                        conn.executescript(_DDL)
+                        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                     (str(SCHEMA_VERSION),))
+                self._migrate(conn)
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise ValueError(f"db={str(self.path)!r} is not a spaceevo latency store ({exc})") from None
@@ -93,6 +109,20 @@ class LatencyStore:
                                  f"version {SCHEMA_VERSION}")
             self._conn = conn
         return self._conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring a store written by an older spaceevo to :data:`SCHEMA_VERSION` (one transaction per step)."""
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row else SCHEMA_VERSION
+        while version in _MIGRATIONS and version < SCHEMA_VERSION:
+            with conn:
+                for stmt in _MIGRATIONS[version]:
+                    conn.execute(stmt)
+                version += 1
+                conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+        with conn:
+            conn.executescript(_DDL)  # tables and indexes added since (IF NOT EXISTS)
 
     def close(self) -> None:
         """Close the connection."""
@@ -141,6 +171,22 @@ class LatencyStore:
         with self.conn:
             self.conn.execute(sql, [row[c] for c in cols])
 
+    def add_round(self, unit, device: str, dtype: str, threads: int, round: int, stats: Any) -> None:
+        """Write one finished timing round (a TimingStats with its raw samples) of a unit, atomically."""
+        d = stats.as_dict(samples=True) if hasattr(stats, "as_dict") else dict(stats)
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO rounds (kind, key, device, dtype, threads, round, stats, "
+                              "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                              (unit.kind, unit.key, device, dtype, int(threads), int(round), json.dumps(d), _now()))
+
+    def rounds_done(self, device: str, dtype: str, threads: int) -> dict[tuple[str, str], dict[int, dict]]:
+        """Finished timing rounds per unit: ``{(kind, key): {round: stats dict with samples}}``."""
+        out: dict[tuple[str, str], dict[int, dict]] = {}
+        sql = "SELECT kind, key, round, stats FROM rounds WHERE device=? AND dtype=? AND threads=?"
+        for kind, key, rnd, stats in self.conn.execute(sql, (device, dtype, int(threads))):
+            out.setdefault((kind, key), {})[int(rnd)] = json.loads(stats)
+        return out
+
     # -- reading -------------------------------------------------------------------------------
     def done(self, device: str, dtype: str, threads: int, include_failed: bool = True) -> set[tuple[str, str]]:
         """``(kind, key)`` of units already measured for this device/dtype/threads."""
@@ -185,6 +231,8 @@ class LatencyStore:
         ok = df[df["status"] == "ok"]
         cv = ok["cv"].dropna().to_numpy(dtype=float)
         q = (lambda p: float(np.percentile(cv, p))) if cv.size else (lambda p: None)
+        rc = ok["round_cv"].dropna().to_numpy(dtype=float)
+        rcv = float(np.median(rc)) if rc.size else None
         groups = []
         if len(df):
             g = df.groupby(["device", "dtype", "kind", "type", "status"]).size().reset_index(name="rows")
@@ -193,7 +241,8 @@ class LatencyStore:
                 "failed": int((df["status"] == "failed").sum()),
                 "devices": sorted(df["device"].unique().tolist()), "dtypes": sorted(df["dtype"].unique().tolist()),
                 "median_cv": q(50), "cv_p90": q(90), "cv_max": float(cv.max()) if cv.size else None,
-                "cv_over_5pct": int((cv > 0.05).sum()), "fingerprints": len(self.fingerprints()),
+                "cv_over_5pct": int((cv > 0.05).sum()), "median_round_cv": rcv,
+                "fingerprints": len(self.fingerprints()),
                 "groups": groups}
 
     def export(self, out: str | Path, status: str | None = None) -> int:
@@ -212,8 +261,10 @@ class LatencyStore:
         return int(len(df))
 
 
-def wait_for_rows(path: str | Path, n: int, timeout: float = 60.0) -> int:
-    """Poll until the store at ``path`` holds at least ``n`` rows (used by crash tests); returns the count."""
+def wait_for_rows(path: str | Path, n: int, timeout: float = 60.0, table: str = "measurements") -> int:
+    """Poll until ``table`` of the store at ``path`` holds at least ``n`` rows (crash tests); returns the count."""
+    if table not in ("measurements", "rounds"):
+        raise ValueError(f"table={table!r} is not in ['measurements', 'rounds']")
     deadline = time.monotonic() + timeout
     count = 0
     while time.monotonic() < deadline:
@@ -221,7 +272,7 @@ def wait_for_rows(path: str | Path, n: int, timeout: float = 60.0) -> int:
             try:
                 con = sqlite3.connect(str(path), timeout=5)
                 try:
-                    count = con.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+                    count = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                 finally:
                     con.close()
             except sqlite3.OperationalError:

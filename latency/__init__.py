@@ -23,6 +23,6 @@ __all__ = [
     "quantize_onnx_int8", "register_backend", "register_kernel",
 ]
 
-from ._profile import default_device, run_profile  # noqa: E402
+from ._profile import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, default_device, run_profile  # noqa: E402
 
-__all__ += ["default_device", "run_profile"]
+__all__ += ["ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP", "default_device", "run_profile"]

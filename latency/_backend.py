@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
 import logging
 from typing import Any, Callable
@@ -165,7 +166,7 @@ class Backend(abc.ABC):
             if best.cv <= self.max_cv:
                 break
             log.debug("%s: CV %.3f > %.3f, re-measuring (attempt %d)", self.name, stats.cv, self.max_cv, attempt)
-        return TimingStats(**{**best.as_dict(), "attempts": attempt})
+        return dataclasses.replace(best, attempts=attempt)
 
     def measure(self, unit, dtype: str = "int8") -> TimingStats:
         """Convert ``unit`` to ``dtype`` ahead of timing, then time it under the protocol."""

@@ -7,10 +7,19 @@ import statistics
 import time
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from ._backend import Backend, check_dtype, get_backend
 from ._fingerprint import cpu_slug, fingerprint_id
+from ._stats import TimingStats
 
 log = logging.getLogger(__name__)
+
+# The profiling protocol's defaults, chosen with data on a shared 2-core VM (README, "Timing protocol"):
+# ROUNDS short sessions per unit spread over the run, each ROUND_WARMUP untimed + ROUND_REPEATS timed samples.
+ROUNDS = 10
+ROUND_REPEATS = 10
+ROUND_WARMUP = 5
 
 
 def default_device(backend: Backend) -> str:
@@ -19,13 +28,14 @@ def default_device(backend: Backend) -> str:
     return own() if callable(own) else f"{backend.name}-{cpu_slug()}"
 
 
-def _check_store(db: Any) -> Any:
+def _check_store(db: Any, rounds: int = 1) -> Any:
     """``db`` must be a store object (duck-typed); the collector never imports the dataset layer itself."""
     if db is None:
         raise ValueError("db is required: a store such as spaceevo.datasets.LatencyStore('x.db')")
-    missing = [m for m in ("add", "add_fingerprint", "done") if not hasattr(db, m)]
+    needed = ("add", "add_fingerprint", "done") + (("add_round", "rounds_done") if rounds > 1 else ())
+    missing = [m for m in needed if not hasattr(db, m)]
     if missing:
-        raise ValueError(f"db must be a store with add/add_fingerprint/done (e.g. spaceevo.datasets.LatencyStore"
+        raise ValueError(f"db must be a store with {'/'.join(needed)} (e.g. spaceevo.datasets.LatencyStore"
                          f"('x.db')), got {type(db).__name__} lacking {missing}")
     return db
 
@@ -44,14 +54,23 @@ def _progress(enabled: bool, total: int):
 
 def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] = ("int8",), db: Any = None,
                 device: str | None = None, seed: int = 0, progress: bool = True, retry_failed: bool = False,
-                backend_opts: dict | None = None) -> dict:
+                backend_opts: dict | None = None, rounds: int = 1, chunk: int = 64) -> dict:
     """Measure every (unit, dtype) not yet in ``db`` and store it; returns a summary dict.
 
     ``db`` is a store object such as :class:`spaceevo.datasets.LatencyStore` (the caller opens and closes it).
     Units already stored for this device/dtype/threads are skipped (failed ones too, unless
     ``retry_failed``). A unit that fails to convert or run is stored as failed and the run goes on.
+
+    ``rounds > 1`` times each unit in that many fresh sessions spread over the run: units are converted
+    ``chunk`` at a time, then timed round after round in a shuffled order, each finished round stored at
+    once (a killed run loses at most the round in flight). On a shared machine the speed drifts over
+    seconds, far more than inside one session, so sessions spread in time are what make a rerun agree.
     """
-    store = _check_store(db)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk={chunk!r} must be an integer >= 1")
+    store = _check_store(db, rounds)
     be = get_backend(backend, **{"seed": seed, **(backend_opts or {})}) if isinstance(backend, str) else backend
     be.require()
     dtypes = [check_dtype(d) for d in dtypes]
@@ -63,42 +82,114 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     fp_ids = {}
     for d in dtypes:
         fp = be.fingerprint(d)
+        if rounds > 1:
+            fp["protocol"]["rounds"] = rounds
         fp_ids[d] = store.add_fingerprint(fingerprint_id(fp), fp)
     done = {d: store.done(device, d, be.threads, include_failed=not retry_failed) for d in dtypes}
     todo = [(u, d) for u in units for d in dtypes if (u.kind, u.key) not in done[d]]
     total = len(units) * len(dtypes)
-    skipped = total - len(todo)
-    ok = failed = 0
-    cvs: list[float] = []
+    run = _Run(be, store, device, fp_ids, seed)
     bar = _progress(progress and bool(todo), len(todo))
-    task = bar.add_task("", total=len(todo)) if bar else None
+    run.bar, run.task = bar, (bar.add_task("", total=len(todo) * rounds) if bar else None)
     if bar:
         bar.start()
     try:
-        for unit, dtype in todo:
-            if bar:
-                bar.update(task, description=f"{dtype} {unit.key}"[:80])
-            try:
-                stats = be.measure(unit, dtype)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # recorded as failed; the run goes on
-                msg = f"{type(exc).__name__}: {exc}".strip()[:2000]
-                log.warning("%s %s failed: %s", dtype, unit.key, msg)
-                store.add(unit, device, be.name, dtype, be.threads, error=msg, fingerprint_id=fp_ids[dtype],
-                          seed=seed)
-                failed += 1
-            else:
-                store.add(unit, device, be.name, dtype, be.threads, stats=stats, fingerprint_id=fp_ids[dtype],
-                          seed=seed)
-                ok += 1
-                cvs.append(stats.cv)
-            if bar:
-                bar.advance(task)
+        if rounds == 1:
+            for unit, dtype in todo:
+                run.show(f"{dtype} {unit.key}")
+                run.finish(unit, dtype, run.attempt(lambda u=unit, d=dtype: be.measure(u, d), unit, dtype))
+                run.advance()
+        else:
+            run.rounds(todo, rounds, chunk, dtypes)
     finally:
         if bar:
             bar.stop()
+    rcv = [c for c in run.round_cvs if c is not None]
     return {"device": device, "backend": be.name, "dtypes": dtypes, "threads": be.threads, "units": len(units),
-            "total": total, "skipped": skipped, "measured": ok + failed, "ok": ok, "failed": failed,
-            "median_cv": statistics.median(cvs) if cvs else None,
+            "total": total, "skipped": total - len(todo), "measured": run.ok + run.failed, "ok": run.ok,
+            "failed": run.failed, "rounds": rounds, "median_cv": statistics.median(run.cvs) if run.cvs else None,
+            "median_round_cv": statistics.median(rcv) if rcv else None,
             "seconds": round(time.perf_counter() - started, 2), "db": str(store.path) if hasattr(store, "path") else None}
+
+
+class _Run:
+    """State of one profiling run: the store, the progress bar and the tallies."""
+
+    def __init__(self, be: Backend, store: Any, device: str, fp_ids: dict, seed: int) -> None:
+        self.be, self.store, self.device, self.fp_ids, self.seed = be, store, device, fp_ids, seed
+        self.ok = self.failed = 0
+        self.cvs: list[float] = []
+        self.round_cvs: list[float | None] = []
+        self.bar = self.task = None
+
+    def show(self, text: str) -> None:
+        if self.bar:
+            self.bar.update(self.task, description=text[:80])
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar:
+            self.bar.advance(self.task, n)
+
+    def attempt(self, fn, unit, dtype: str):
+        """``fn()``, or the error message (str) when it raises; interrupts pass through."""
+        try:
+            return fn()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # recorded as failed; the run goes on
+            msg = f"{type(exc).__name__}: {exc}".strip()[:2000]
+            log.warning("%s %s failed: %s", dtype, unit.key, msg)
+            return msg
+
+    def finish(self, unit, dtype: str, result) -> None:
+        """Store the unit's final row: its statistics, or its error message."""
+        be = self.be
+        if isinstance(result, str):
+            self.store.add(unit, self.device, be.name, dtype, be.threads, error=result,
+                           fingerprint_id=self.fp_ids[dtype], seed=self.seed)
+            self.failed += 1
+            return
+        self.store.add(unit, self.device, be.name, dtype, be.threads, stats=result,
+                       fingerprint_id=self.fp_ids[dtype], seed=self.seed)
+        self.ok += 1
+        self.cvs.append(result.cv)
+        self.round_cvs.append(result.round_cv)
+
+    def rounds(self, todo: list, rounds: int, chunk: int, dtypes: list[str]) -> None:
+        """Interleaved rounds over ``todo`` in chunks; finished rounds of an earlier run are reused."""
+        be, store = self.be, self.store
+        stored = {d: store.rounds_done(self.device, d, be.threads) for d in dtypes}
+        rng = np.random.default_rng(self.seed)
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            have = {(u, d): {r: TimingStats.from_dict(s) for r, s in stored[d].get((u.kind, u.key), {}).items()
+                             if r < rounds} for u, d in part}
+            self.advance(sum(len(h) for h in have.values()))
+            arts, errors = {}, {}
+            for u, d in part:
+                if len(have[(u, d)]) < rounds:
+                    self.show(f"converting {d} {u.key}")
+                    got = self.attempt(lambda u=u, d=d: be.prepare(u, d), u, d)
+                    (errors if isinstance(got, str) else arts)[(u, d)] = got
+            for r in range(rounds):
+                for i in rng.permutation(len(part)):
+                    item = part[i]
+                    if r in have[item] or item not in arts:
+                        continue
+                    u, d = item
+                    self.show(f"round {r + 1}/{rounds} {d} {u.key}")
+                    got = self.attempt(lambda a=arts[item]: be.measure_artifact(a), u, d)
+                    if isinstance(got, str):
+                        errors[item] = got
+                        del arts[item]
+                    else:
+                        store.add_round(u, self.device, d, be.threads, r, got)
+                        have[item][r] = got
+                    self.advance()
+            for item in part:
+                u, d = item
+                if item in errors:
+                    self.advance(rounds - len(have[item]))
+                    self.finish(u, d, errors[item])
+                else:
+                    self.finish(u, d, TimingStats.from_rounds([have[item][r] for r in sorted(have[item])]))

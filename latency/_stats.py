@@ -1,8 +1,8 @@
-"""Timing statistics of one measured unit."""
+"""Timing statistics of one measured unit, from one session or pooled over several rounds."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
@@ -12,8 +12,12 @@ import numpy as np
 class TimingStats:
     """Summary of ``n`` timed samples in milliseconds per inference.
 
-    ``cv`` is std / mean; each sample is the mean of ``loops`` back-to-back inferences (1 = one run
-    per sample); ``attempts`` counts re-measurements + 1.
+    Each sample is the mean of ``loops`` back-to-back inferences (1 = one run per sample); ``attempts``
+    counts sessions run (re-measurements included). ``std_ms`` and ``cv`` (= std / mean) are the spread of
+    samples inside a session (repeatability). With ``rounds > 1`` the unit was timed in that many fresh
+    sessions at different times: median, mean, min, p90 and ``n`` pool all their samples, ``std_ms`` is the
+    pooled within-session std, and ``round_cv`` is the spread of the sessions' medians (what a rerun sees).
+    ``samples`` keeps the raw sample times (not part of :meth:`as_dict`).
     """
 
     median_ms: float
@@ -25,10 +29,13 @@ class TimingStats:
     n: int
     attempts: int = 1
     loops: int = 1
+    rounds: int = 1
+    round_cv: float | None = None
+    samples: tuple = field(default=(), repr=False, compare=False)
 
     @classmethod
     def from_times(cls, times_ms: Sequence[float], attempts: int = 1, loops: int = 1) -> "TimingStats":
-        """Summarise a list of per-inference sample times (ms)."""
+        """Summarise a list of per-inference sample times (ms) from one session."""
         t = np.asarray(times_ms, dtype=np.float64)
         if t.size == 0:
             raise ValueError("times_ms is empty: at least one timed run is needed")
@@ -36,11 +43,47 @@ class TimingStats:
         std = float(t.std())
         return cls(median_ms=float(np.median(t)), mean_ms=mean, std_ms=std, min_ms=float(t.min()),
                    p90_ms=float(np.percentile(t, 90)), cv=std / mean if mean > 0 else 0.0, n=int(t.size),
-                   attempts=attempts, loops=loops)
+                   attempts=attempts, loops=loops, samples=tuple(float(x) for x in t))
 
-    def as_dict(self) -> dict:
-        """Plain dict of the fields (JSON-ready)."""
-        return asdict(self)
+    @classmethod
+    def from_rounds(cls, rounds: Sequence["TimingStats"]) -> "TimingStats":
+        """Pool several sessions (rounds) of one unit; each round must carry its ``samples``."""
+        if not rounds:
+            raise ValueError("rounds is empty: at least one timed session is needed")
+        if len(rounds) == 1:
+            return rounds[0]
+        meds = np.array([r.median_ms for r in rounds], dtype=np.float64)
+        within = float(np.sqrt(np.mean([r.std_ms ** 2 for r in rounds])))
+        common = {"attempts": int(sum(r.attempts for r in rounds)), "loops": int(np.median([r.loops for r in rounds])),
+                  "rounds": len(rounds), "round_cv": float(meds.std() / meds.mean()) if meds.mean() > 0 else 0.0}
+        if all(r.samples for r in rounds):
+            t = np.concatenate([np.asarray(r.samples, dtype=np.float64) for r in rounds])
+            mean = float(t.mean())
+            return cls(median_ms=float(np.median(t)), mean_ms=mean, std_ms=within, min_ms=float(t.min()),
+                       p90_ms=float(np.percentile(t, 90)), cv=within / mean if mean > 0 else 0.0, n=int(t.size),
+                       samples=tuple(float(x) for x in t), **common)
+        # summaries only (e.g. benchmark_model on a phone): combine the rounds' statistics
+        mean = float(np.mean([r.mean_ms for r in rounds]))
+        return cls(median_ms=float(np.median(meds)), mean_ms=mean, std_ms=within,
+                   min_ms=float(min(r.min_ms for r in rounds)), p90_ms=float(np.median([r.p90_ms for r in rounds])),
+                   cv=within / mean if mean > 0 else 0.0, n=int(sum(r.n for r in rounds)), **common)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TimingStats":
+        """Inverse of :meth:`as_dict` (``samples`` restored when present); unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["samples"] = tuple(kw.get("samples") or ())
+        return cls(**kw)
+
+    def as_dict(self, samples: bool = False) -> dict:
+        """Plain dict of the statistics (JSON-ready); the raw ``samples`` only when asked for."""
+        d = asdict(self)
+        if samples:
+            d["samples"] = list(self.samples)
+        else:
+            del d["samples"]
+        return d
 
     def __getitem__(self, name: str):
         """Dict-style access (``stats["median_ms"]``) for code that expects a dict."""

@@ -41,21 +41,16 @@ def subnet_block_configs(space: SearchSpace | str, subnets: Sequence[Subnet]) ->
     return list(seen)
 
 
-ROUND_REPEATS = 10  # timed samples per session in a round (each sample lasts >= the backend's min_sample_ms)
-ROUND_WARMUP = 3
-
-
 def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = None, rounds: int = 1, **opts):
     """The collector's timing backend ``backend`` (``spaceevo.latency``), checked to be usable here.
 
-    With ``rounds > 1`` each round is one short session (``ROUND_WARMUP`` + ``ROUND_REPEATS`` runs unless
-    ``repeats`` is given) and a round is not re-measured on a high CV: the other rounds take care of it.
+    With ``rounds > 1`` each round is one short session: the collector's ``ROUND_WARMUP`` + ``ROUND_REPEATS``
+    runs unless ``repeats`` is given.
     """
-    from spaceevo.latency import get_backend
+    from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, get_backend
 
     if rounds > 1:
         opts.setdefault("warmup", ROUND_WARMUP)
-        opts.setdefault("max_attempts", 1)
         repeats = repeats or ROUND_REPEATS
     if repeats is not None:
         opts["repeats"] = repeats
@@ -64,105 +59,11 @@ def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = N
     return be
 
 
-def _aggregate(rounds: list) -> "TimingStats":
-    """One summary of several independent timing rounds (fresh sessions at different times) of a unit.
-
-    ``median_ms``/``p90_ms``: medians over the rounds of each round's statistic; ``min_ms``: the fastest sample
-    of all rounds (the least disturbed run); ``mean_ms``: mean of the rounds' means; ``std_ms`` and ``cv``:
-    spread of the rounds' medians (the between-session noise).
-    """
-    from spaceevo.latency import TimingStats
-
-    med = np.array([r.median_ms for r in rounds])
-    mean = float(np.mean([r.mean_ms for r in rounds]))
-    std = float(med.std())
-    return TimingStats(median_ms=float(np.median(med)), mean_ms=mean, std_ms=std,
-                       min_ms=float(np.min([r.min_ms for r in rounds])),
-                       p90_ms=float(np.median([r.p90_ms for r in rounds])), cv=std / float(med.mean()),
-                       n=int(sum(r.n for r in rounds)), attempts=len(rounds), loops=int(rounds[0].loops))
-
-
-def measure_rounds(units: list, be, dtype: str = "int8", rounds: int = 7, seed: int = 0, store=None,
-                   device: str | None = None, chunk: int = 200, progress: bool = True,
-                   raw: dict | None = None) -> dict:
-    """Time ``units`` in interleaved rounds: convert each once, then ``rounds`` passes in shuffled order.
-
-    Each pass times every unit once with the backend's protocol (fresh session, warm-up, ``be.repeats``
-    samples); a unit's result aggregates its passes (:func:`_aggregate`). On a shared machine the noise
-    between sessions run at different times is far larger than the noise inside one session, so passes
-    spread over time, not more repeats in one session, make a measurement repeatable. Units already in
-    ``store`` are skipped; results are written per ``chunk`` of units (an interrupted run loses at most one).
-    Returns ``{key: TimingStats}`` of the units measured now; ``raw`` (a dict) receives each unit's per-round
-    ``[median_ms, min_ms]`` pairs.
-    """
-    from spaceevo.latency import default_device, fingerprint_id
-
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
-    device = device or default_device(be)
-    fp_id = None
-    todo = list(dict.fromkeys(units))
-    if store is not None:
-        fp = {**be.fingerprint(dtype), "rounds": rounds}
-        fp_id = store.add_fingerprint(fingerprint_id(fp), fp)
-        done = store.done(device, dtype, be.threads, include_failed=False)
-        todo = [u for u in todo if (u.kind, u.key) not in done]
-    rng = np.random.default_rng(seed)
-    out = {}
-    steps = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-    bar = None
-    if progress and todo:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        task = bar.add_task("measuring", total=len(todo) * (1 + rounds))
-        bar.start()
-    try:
-        for part in steps:
-            arts, errors = {}, {}
-            for u in part:
-                try:
-                    arts[u] = be.prepare(u, dtype)
-                except Exception as exc:  # recorded as failed; the run goes on
-                    errors[u] = f"{type(exc).__name__}: {exc}".strip()[:2000]
-                if bar:
-                    bar.advance(task)
-            times: dict = {u: [] for u in arts}
-            for _r in range(rounds):
-                for i in rng.permutation(len(part)):
-                    u = part[i]
-                    if u in arts:
-                        try:
-                            times[u].append(be.time_once(arts[u]))
-                        except Exception as exc:
-                            errors[u] = f"{type(exc).__name__}: {exc}".strip()[:2000]
-                            del arts[u]
-                    if bar:
-                        bar.advance(task)
-            for u in part:
-                if u in errors:
-                    log.warning("%s %s failed: %s", dtype, u.key, errors[u])
-                    if store is not None:
-                        store.add(u, device, be.name, dtype, be.threads, error=errors[u], fingerprint_id=fp_id,
-                                  seed=be.seed)
-                    continue
-                stats = _aggregate(times[u])
-                out[u.key] = stats
-                if raw is not None:
-                    raw[u.key] = [[r.median_ms, r.min_ms] for r in times[u]]
-                if store is not None:
-                    store.add(u, device, be.name, dtype, be.threads, stats=stats, fingerprint_id=fp_id, seed=be.seed)
-    finally:
-        if bar:
-            bar.stop()
-    return out
-
-
 def _measure_units(units: list, be, dtype: str, db: str | Path | None, device: str | None,
-                   progress: bool, rounds: int = 1) -> pd.DataFrame:
+                   progress: bool, rounds: int = 1, seed: int | None = None) -> pd.DataFrame:
     """Measure ``units`` into ``db`` (a temporary store when None; reruns reuse rows): the store's rows.
 
-    ``rounds == 1``: the collector's ``run_profile``; more: :func:`measure_rounds`.
+    The collector's ``run_profile`` does the work; ``rounds > 1`` spreads each unit's sessions over the run.
     """
     from spaceevo.datasets.store import LatencyStore
     from spaceevo.latency import default_device, run_profile
@@ -171,15 +72,11 @@ def _measure_units(units: list, be, dtype: str, db: str | Path | None, device: s
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(db) if db is not None else Path(tmp) / "measurements.db"
         with LatencyStore(path) as store:
-            if rounds > 1:
-                measure_rounds(units, be, dtype, rounds=rounds, seed=be.seed, store=store, device=device,
-                               progress=progress)
-            else:
-                summary = run_profile(units, be, dtypes=[dtype], db=store, device=device, seed=be.seed,
-                                      progress=progress)
-                if summary["failed"]:
-                    log.warning("%d of %d units failed to measure (see the store's error column)",
-                                summary["failed"], len(units))
+            summary = run_profile(units, be, dtypes=[dtype], db=store, device=device,
+                                  seed=be.seed if seed is None else seed, progress=progress, rounds=rounds)
+            if summary["failed"]:
+                log.warning("%d of %d units failed to measure (see the store's error column)",
+                            summary["failed"], len(units))
             df = store.read_measurements(device=device, dtype=dtype, status="ok")
     df = df[df["threads"] == be.threads]
     keys = {(u.kind, u.key) for u in units}
@@ -193,7 +90,7 @@ def measure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backend
     """Latency (ms, the timing ``statistic``) of each whole subnet, built as one model and timed by the collector.
 
     With ``db`` the measurements go into that latency store (kind ``model``) and a rerun reuses them;
-    ``rounds > 1`` times them in interleaved rounds (:func:`measure_rounds`).
+    ``rounds > 1`` times them in interleaved rounds (the collector's ``run_profile``).
     """
     from spaceevo.latency import SubnetUnit
 
@@ -216,11 +113,10 @@ def remeasure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backe
 
     sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
     be = make_backend(backend, threads, repeats, rounds)
-    units = [SubnetUnit(str(sp), str(sn)) for sn in subnets]
-    if rounds > 1:
-        got = measure_rounds(units, be, dtype, rounds=rounds, seed=seed, progress=progress)
-        return np.array([float(got[u.key][statistic]) for u in units])
-    return np.array([float(be.measure(u, dtype)[statistic]) for u in units])
+    units = list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sn in subnets))
+    df = _measure_units(units, be, dtype, None, None, progress, rounds, seed=seed)
+    values = dict(zip(df["key"], df[statistic]))
+    return np.array([float(values[SubnetUnit(str(sp), str(sn)).key]) for sn in subnets])
 
 
 def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_subnets: Sequence[Subnet] = (),
@@ -255,7 +151,7 @@ def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples
     (``pred.target``). ``db`` keeps the whole-subnet measurements in a latency store (a rerun, or another
     predictor, reuses them); ``measured`` (ms, in sample order) skips the measurement. ``recheck`` re-measures
     that many of the subnets in fresh sessions and reports the repeatability of the measurement itself.
-    ``rounds > 1`` measures in interleaved rounds (:func:`measure_rounds`): steadier on a shared machine.
+    ``rounds > 1`` measures in interleaved rounds (the collector's ``run_profile``): steadier on a shared machine.
     """
     if samples < 2:
         raise ValueError(f"samples={samples} must be >= 2 (Kendall tau needs two subnets)")

@@ -63,7 +63,7 @@ def _hyperspaces() -> list[dict]:
 
 
 def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE, resolution: int = 160,
-                   train_subnets: int = 8, test_subnets: int = 5, repeats: int = 30, seed: int = 0,
+                   train_subnets: int = 8, test_subnets: int = 5, repeats: int = 10, rounds: int = 10, seed: int = 0,
                    published: str | Path | None = None, progress: bool = True,
                    log: Callable[[str], Any] = print) -> dict:
     """Profile this CPU (ort, INT8, 1 thread), train an LightGBM predictor, and check it on unseen subnets.
@@ -72,7 +72,7 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
     the whole ``test_subnets`` are timed only to score the predictor (they never enter training).
     """
     from spaceevo.datasets import LatencyStore
-    from spaceevo.latency import BlockUnit, SubnetUnit, default_device, get_backend, run_profile
+    from spaceevo.latency import ROUND_WARMUP, BlockUnit, SubnetUnit, default_device, get_backend, run_profile
     from spaceevo.predictors import install_predictor, latency_metrics, load_predictor, train_predictor
     from spaceevo.space import SearchSpace
 
@@ -80,6 +80,8 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
         raise ValueError(f"train_subnets={train_subnets}, test_subnets={test_subnets}: each must be >= 2")
     if repeats < 5:
         raise ValueError(f"repeats={repeats} must be >= 5")
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds} must be >= 1")
     sp = SearchSpace.parse(space)
     if resolution not in sp.hyperspace.resolutions:
         raise ValueError(f"resolution={resolution} is not in {sp.hyperspace.name} resolutions "
@@ -108,17 +110,18 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
             for b in space_.blocks(space_.parse_subnet(str(s))):
                 blocks.setdefault(b.config, None)
     units = [BlockUnit(c) for c in blocks] + [SubnetUnit(str(sp), str(s)) for s in train]
-    backend = get_backend("ort", threads=1, repeats=repeats, seed=seed)
+    backend = get_backend("ort", threads=1, repeats=repeats, warmup=ROUND_WARMUP, seed=seed)
     device = default_device(backend)
     db = work / "latency.db"
     log(f"1/3 profiling {len(blocks)} blocks (of {len(train) + len(test)} random subnets of {sp} at r{resolution} "
         f"and {len(pub)} published ones) and {len(train)} whole subnets on {device} (onnxruntime INT8, 1 thread) "
         f"-> {db}")
     with LatencyStore(db) as store:
-        prof = run_profile(units, backend, ["int8"], db=store, device=device, seed=seed, progress=progress)
+        prof = run_profile(units, backend, ["int8"], db=store, device=device, seed=seed, progress=progress,
+                           rounds=rounds)
         test_units = [SubnetUnit(str(sp), str(s)) for s in test]
         test_prof = run_profile(test_units, backend, ["int8"], db=store, device=f"{device}-heldout", seed=seed,
-                                progress=progress)
+                                progress=progress, rounds=rounds)
         train_df = store.read_measurements(device=device, dtype="int8")
         test_df = store.read_measurements(device=f"{device}-heldout", dtype="int8", kind="model")
         fingerprints = sorted(set(train_df["fingerprint_id"].dropna().astype(str)))

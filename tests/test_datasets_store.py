@@ -122,3 +122,37 @@ def test_bad_paths_are_clear_errors(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(ValueError, match="is not a spaceevo latency store"):
         LatencyStore(tmp_path / "junk.db").count()
+
+
+V1_DDL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE fingerprints (id TEXT PRIMARY KEY, backend TEXT NOT NULL, json TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE measurements (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, type TEXT NOT NULL,
+    hw INTEGER, cin INTEGER, cout INTEGER, k INTEGER, e REAL, stride INTEGER, act TEXT, macs INTEGER,
+    config TEXT NOT NULL, key TEXT NOT NULL,
+    device TEXT NOT NULL, backend TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
+    median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, p90_ms REAL, cv REAL,
+    n INTEGER, attempts INTEGER, loops INTEGER, status TEXT NOT NULL, error TEXT, fingerprint_id TEXT,
+    seed INTEGER, created_at TEXT NOT NULL, UNIQUE (kind, key, device, dtype, threads));
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO measurements (kind, type, config, key, device, backend, dtype, threads, median_ms, cv, n, status,
+    created_at) VALUES ('block', 'MobileNetV2ResBlock', '{}', 'old', 'dev', 'ort', 'int8', 1, 1.5, 0.02, 50, 'ok', 'now');
+"""
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript(V1_DDL)
+    con.close()
+    with LatencyStore(path) as st:
+        df = st.read_measurements()
+        assert df["key"].tolist() == ["old"] and df["median_ms"].tolist() == [1.5]
+        assert df["rounds"].isna().all() and df["round_cv"].isna().all()
+        st.add(BLOCK, "dev", "ort", "int8", 1, stats=stats(2.0))
+        st.add_round(BLOCK, "dev", "int8", 1, 0, stats(2.0))
+        assert st.count() == 2 and list(st.rounds_done("dev", "int8", 1)) == [("block", BLOCK.key)]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    con.close()

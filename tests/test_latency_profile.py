@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -95,22 +96,26 @@ def _snapshot(db) -> dict:
     return {(r.kind, r.key, r.dtype): (r.median_ms, r.created_at) for r in df.itertuples()}
 
 
-@pytest.mark.slow
-def test_sigkill_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
-    db = tmp_path / "crash.db"
-    cmd = [sys.executable, "-m", "spaceevo", *PROFILE_ARGS, "--db", str(db)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _kill_after(cmd: list, env: dict, db, n: int, table: str) -> None:
+    from spaceevo.datasets.store import wait_for_rows
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
-        from spaceevo.datasets.store import wait_for_rows
-
-        got = wait_for_rows(db, 8, timeout=120)
-        assert got >= 8, proc.stderr.read().decode() if proc.poll() is not None else "no rows written in time"
+        got = wait_for_rows(db, n, timeout=120, table=table)
+        assert got >= n, proc.stderr.read().decode() if proc.poll() is not None else "no rows written in time"
         time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
+    db = tmp_path / "crash.db"
+    cmd = [sys.executable, "-m", "spaceevo", *PROFILE_ARGS, "--rounds", "1", "--db", str(db)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    _kill_after(cmd, env, db, 8, "measurements")
     before = _snapshot(db)
     assert 8 <= len(before) < 50
     with LatencyStore(db) as st:
@@ -128,3 +133,35 @@ def test_sigkill_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert json.loads(again.stdout)["measured"] == 0
+
+
+def _rounds_snapshot(db) -> dict:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT kind, key, dtype, round, stats FROM rounds").fetchall()
+    finally:
+        con.close()
+    return {(k, key, d, r): s for k, key, d, r, s in rows}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_rounds_keeps_finished_rounds_and_a_rerun_times_the_rest(tmp_path):
+    db = tmp_path / "rounds.db"
+    args = [{"25": "6", "5": "20"}.get(a, a) for a in PROFILE_ARGS]  # 6 units x 2 dtypes, 20 samples a round
+    cmd = [sys.executable, "-m", "spaceevo", *args, "--rounds", "8", "--db", str(db)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    _kill_after(cmd, env, db, 20, "rounds")
+    kept = _rounds_snapshot(db)
+    assert 20 <= len(kept) < 96
+    with LatencyStore(db) as st:
+        assert st.integrity_check() == "ok" and st.count() == 0  # no unit has all its rounds yet
+
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] == 12
+    after = _rounds_snapshot(db)
+    assert len(after) == 96 and {k: after[k] for k in kept} == kept  # finished rounds reused, not re-timed
+    with LatencyStore(db) as st:
+        df = st.read_measurements()
+    assert len(df) == 12 and df["rounds"].eq(8).all() and df["n"].eq(160).all()
+    assert df[["kind", "key", "dtype"]].duplicated().sum() == 0

@@ -1,4 +1,4 @@
-"""Validation helpers: interleaved timing rounds, the store round trip, repeatability, ``validate_predictor``."""
+"""Validation helpers: subnets measured in rounds, the store round trip, repeatability, ``validate_predictor``."""
 
 from __future__ import annotations
 
@@ -58,42 +58,6 @@ def _blocks(n):
     return [BlockUnit(BlockConfig("MobileNetV2ResBlock", 20, 32, 32 + 8 * i, 3, 4.0, 1, "relu6")) for i in range(n)]
 
 
-def test_rounds_take_the_median_over_rounds(tmp_path):
-    # every unit's third timing is disturbed (x1.5): the median over 3+ rounds ignores it
-    be = FakeBackend(factors=(1.0, 1.0, 1.5))
-    units = _blocks(4)
-    with LatencyStore(tmp_path / "m.db") as st:
-        got = V.measure_rounds(units, be, rounds=5, store=st, device="fake-dev", progress=False)
-        rows = st.read_measurements(device="fake-dev")
-    assert be.prepared == [u.key for u in units]  # converted once each
-    assert be.calls == 20
-    for u in units:
-        s = got[u.key]
-        assert s.median_ms == pytest.approx(synthetic_block_ms(u.block)) and s.attempts == 5 and s.n == 15
-    assert max(got[u.key].cv for u in units) > 0  # the spread between rounds
-    assert len(rows) == 4 and set(rows["attempts"]) == {5}
-    # a rerun measures nothing
-    be2 = FakeBackend()
-    with LatencyStore(tmp_path / "m.db") as st:
-        assert V.measure_rounds(units, be2, rounds=5, store=st, device="fake-dev", progress=False) == {}
-    assert be2.calls == 0
-
-
-def test_rounds_record_failures_and_go_on(tmp_path):
-    units = _blocks(3)
-    be = FakeBackend(fail_key=units[1].key)
-    with LatencyStore(tmp_path / "m.db") as st:
-        got = V.measure_rounds(units, be, rounds=2, store=st, device="d", chunk=2, progress=False)
-        rows = st.read_measurements(device="d", status=None)
-    assert set(got) == {units[0].key, units[2].key}
-    assert dict(zip(rows["key"], rows["status"]))[units[1].key] == "failed"
-
-
-def test_rounds_bad_argument():
-    with pytest.raises(ValueError, match="rounds=0 must be an integer >= 1"):
-        V.measure_rounds(_blocks(1), FakeBackend(), rounds=0)
-
-
 def test_repeatability_summary():
     r = V._repeatability(np.array([10.0, 10.0, 10.0]), np.array([10.0, 10.4, 12.0]))
     assert r["n"] == 3 and r["median_abs_rel_diff"] == pytest.approx(0.04)
@@ -139,5 +103,6 @@ def test_subnet_units_measured_by_rounds(tmp_path):
     sp = SearchSpace.parse(SPACE)
     subs = V.sample_subnets(sp, 3, seed=1, resolution=160)
     be = FakeBackend()
-    got = V.measure_rounds([SubnetUnit(SPACE, str(s)) for s in subs], be, rounds=2, progress=False)
-    assert len(got) == 3 and all(s.median_ms > 0 for s in got.values())
+    df = V._measure_units([SubnetUnit(SPACE, str(s)) for s in subs], be, "int8", None, "d", False, rounds=2)
+    assert len(df) == 3 and (df["median_ms"] > 0).all() and set(df["rounds"]) == {2}
+    assert be.calls == 6

@@ -34,7 +34,7 @@ def _published_yaml(tmp_path):
 @pytest.mark.slow
 def test_quickstart_profiles_trains_and_predicts(tmp_path, home):
     pub = _published_yaml(tmp_path)
-    args = ["quickstart", "--train-subnets", "2", "--test-subnets", "2", "--repeats", "5", "--published", str(pub),
+    args = ["quickstart", "--train-subnets", "2", "--test-subnets", "2", "--repeats", "5", "--rounds", "2", "--published", str(pub),
             "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output

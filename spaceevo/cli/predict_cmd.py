@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from spaceevo.latency._profile import ROUNDS
+
 from ._common import JsonOpt, emit, table
 
 # Sub-app for predictor management; other modules add commands with ``@predictors_app.command(...)``.
@@ -75,8 +77,10 @@ def register(app: typer.Typer) -> None:
               estimator: str = typer.Option("lgbm", "--estimator", help="lgbm, rf (nn-Meter baseline) or lut"),
               folds: int = typer.Option(5, "--folds", help="k of the k-fold unit-level metrics (0 to skip)"),
               seed: int = typer.Option(0, "--seed"),
-              target: str = typer.Option("median_ms", "--target",
-                                         help="timing statistic to learn: median_ms, min_ms or mean_ms"),
+              target: str = typer.Option("auto", "--target",
+                                         help="timing statistic to learn: min_ms (reproducible on a shared "
+                                              "machine), median_ms or mean_ms; auto: min_ms when the table "
+                                              "has it, else median_ms (e.g. imported tables)"),
               models_db: Optional[list[str]] = typer.Option(None, "--models-db",
                                                             help="more stores with whole-subnet rows for the "
                                                                  "composition term (repeatable)"),
@@ -92,6 +96,8 @@ def register(app: typer.Typer) -> None:
         for extra in models_db or []:
             more = read_measurements(extra, device=device, dtype=dtype)
             df = pd.concat([df, more[more["kind"] == "model"]], ignore_index=True)
+        if target == "auto":
+            target = "min_ms" if "min_ms" in df.columns and df["min_ms"].notna().all() else "median_ms"
         fp = None
         if "fingerprint_id" in df.columns:
             ids = sorted(set(df["fingerprint_id"].dropna().astype(str)))
@@ -192,10 +198,9 @@ def register(app: typer.Typer) -> None:
                                                                      "store; a rerun reuses them"),
                  recheck: int = typer.Option(0, "--recheck", help="re-measure this many subnets in fresh sessions "
                                                                   "to report the measurement's repeatability"),
-                 rounds: int = typer.Option(1, "--rounds", help="time each subnet in this many short sessions "
-                                                                "interleaved over the run and keep the median over "
-                                                                "them (steadier on a shared machine; 1: the "
-                                                                "collector's protocol as is)"),
+                 rounds: int = typer.Option(ROUNDS, "--rounds", help="time each subnet in this many short "
+                                                                     "sessions spread over the run, as `spaceevo "
+                                                                     "profile` does (1: one session)"),
                  as_json: bool = JsonOpt) -> None:
         """Measure random whole subnets and compare with the predictor: +-10%, +-5%, MAPE, Kendall tau."""
         from spaceevo.predictors import load_predictor

@@ -7,14 +7,17 @@ from typing import Optional
 
 import typer
 
+from spaceevo.latency._profile import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
+
 from ._common import JsonOpt, emit, fail, table
 
 
-def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, seed: int,
+def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, max_attempts: int, seed: int,
                   cores: list[int] | None, xnnpack: bool, quant_format: str, activation_type: str,
                   benchmark_model: str | None, serial: str | None, min_sample_ms: float | None,
                   clock: str) -> dict:
-    opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "seed": seed,
+    opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "max_attempts": max_attempts,
+            "seed": seed,
             "cores": cores or None}
     if backend != "adb":
         opts["clock"] = clock
@@ -69,9 +72,12 @@ def register(app: typer.Typer) -> None:
         fraction: Optional[float] = typer.Option(None, "--fraction", help="Measure a random fraction of the units."),
         seed: int = typer.Option(0, "--seed", help="Seed for sampling, weights and inputs."),
         threads: int = typer.Option(1, "--threads", help="Intra-op threads."),
-        repeats: int = typer.Option(50, "--repeats", help="Timed runs per unit."),
-        warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs per unit."),
-        max_cv: float = typer.Option(0.05, "--max-cv", help="Re-measure a unit whose CV exceeds this."),
+        repeats: int = typer.Option(ROUND_REPEATS, "--repeats", help="Timed samples per session (round)."),
+        warmup: int = typer.Option(ROUND_WARMUP, "--warmup", help="Untimed warm-up runs per session (round)."),
+        max_cv: float = typer.Option(0.05, "--max-cv", help="Re-measure a session whose CV exceeds this."),
+        max_attempts: int = typer.Option(3, "--max-attempts", help="Sessions per round at most (re-measurements)."),
+        rounds: int = typer.Option(ROUNDS, "--rounds", help="Time each unit in this many fresh sessions spread over "
+                                                             "the run (1: one session; then raise --repeats)."),
         min_sample_ms: Optional[float] = typer.Option(None, "--min-sample-ms",
                                                       help="Loop faster units so a sample lasts this long "
                                                            "(default 2 for ort/tflite; 0: one run per sample)."),
@@ -102,7 +108,7 @@ def register(app: typer.Typer) -> None:
         if kind not in ("block", "kernel"):
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
         get_sampler(sampler)
-        opts = _backend_opts(backend, threads, repeats, warmup, max_cv, seed, core, xnnpack, quant_format,
+        opts = _backend_opts(backend, threads, repeats, warmup, max_cv, max_attempts, seed, core, xnnpack, quant_format,
                              activation_type, benchmark_model, serial, min_sample_ms, clock)
         from spaceevo.latency import get_backend
 
@@ -146,7 +152,7 @@ def register(app: typer.Typer) -> None:
 
         with LatencyStore(db) as store:
             summary = run_profile(units, be, dtypes, db=store, device=device, seed=seed,
-                                  progress=progress and not as_json, retry_failed=retry_failed)
+                                  progress=progress and not as_json, retry_failed=retry_failed, rounds=rounds)
         emit(summary, as_json, _render_summary)
 
     @app.command("devices")

@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
         train_subnets: int = typer.Option(8, "--train-subnets", help="random subnets whose blocks and whole models "
                                                                       "train the predictor"),
         test_subnets: int = typer.Option(5, "--test-subnets", help="unseen subnets measured whole to check it"),
-        repeats: int = typer.Option(30, "--repeats", help="timed runs per unit"),
+        repeats: int = typer.Option(10, "--repeats", help="timed samples per session"),
+        rounds: int = typer.Option(10, "--rounds", help="sessions per unit, spread over the run"),
         seed: int = typer.Option(0, "--seed"),
         published: Optional[Path] = typer.Option(None, "--published",
                                                  help="search_result.yaml of the SpaceEvo authors (default: "
@@ -60,6 +61,6 @@ def register(app: typer.Typer) -> None:
         from spaceevo.quickstart import run_quickstart
 
         data = run_quickstart(workdir=workdir, space=space, resolution=resolution, train_subnets=train_subnets,
-                              test_subnets=test_subnets, repeats=repeats, seed=seed, published=published,
+                              test_subnets=test_subnets, repeats=repeats, rounds=rounds, seed=seed, published=published,
                               progress=not as_json, log=lambda m: sys.stderr.write(m + "\n"))
         emit(data, as_json, _render)
