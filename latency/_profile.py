@@ -124,7 +124,7 @@ class _Run:
 
     def show(self, text: str) -> None:
         if self.bar:
-            self.bar.update(self.task, description=text[:80])
+            self.bar.update(self.task, description=text if len(text) <= 56 else text[:55] + "…")
 
     def advance(self, n: int = 1) -> None:
         if self.bar:

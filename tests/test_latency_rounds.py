@@ -4,48 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from fake_backend import FakeBackend
+
 from spaceevo.datasets.store import LatencyStore
-from spaceevo.latency import Backend, BlockUnit, TimingStats, run_profile
+from spaceevo.latency import BlockUnit, TimingStats, run_profile
+from spaceevo.predictors._synthetic import synthetic_block_ms
 from spaceevo.space import BlockConfig
-
-
-class FakeBackend(Backend):
-    """Deterministic 'timings': a unit's base latency times a per-timing factor; counts conversions and calls."""
-
-    name = "fake"
-
-    def __init__(self, factors=(1.0,), fail_key: str | None = None, stop_after: int | None = None, **kw):
-        super().__init__(**kw)
-        self.factors = list(factors)
-        self.calls = 0
-        self.per_unit: dict = {}
-        self.prepared: list[str] = []
-        self.fail_key = fail_key
-        self.stop_after = stop_after
-
-    def available(self) -> bool:
-        return True
-
-    def runtime_versions(self) -> dict:
-        return {"fake": "1"}
-
-    def device_facts(self) -> dict:
-        return {"cpu": "fake"}
-
-    def prepare(self, unit, dtype):
-        if unit.key == self.fail_key:
-            raise RuntimeError("cannot convert")
-        self.prepared.append(unit.key)
-        return float(unit.block.cout)  # the unit's 'latency' in ms
-
-    def time_once(self, artifact) -> TimingStats:
-        if self.stop_after is not None and self.calls >= self.stop_after:
-            raise KeyboardInterrupt  # stands in for a kill mid-run
-        i = self.per_unit.get(artifact, 0)
-        self.per_unit[artifact] = i + 1
-        self.calls += 1
-        f = self.factors[i % len(self.factors)]
-        return TimingStats.from_times([artifact * f, artifact * f * 1.01, artifact * f * 0.99])
 
 
 def _units(n: int) -> list[BlockUnit]:
@@ -63,8 +27,9 @@ def test_rounds_pool_sessions_and_report_both_spreads(tmp_path):
     assert out["ok"] == 4 and out["rounds"] == 5 and out["median_round_cv"] > 0.1
     for u in units:
         r = rows.loc[u.key]
-        assert r["median_ms"] == pytest.approx(u.block.cout)  # 10 of 15 samples undisturbed
-        assert r["min_ms"] == pytest.approx(u.block.cout * 0.99)
+        ms = synthetic_block_ms(u.block)
+        assert r["median_ms"] == pytest.approx(ms)  # 12 of 15 samples undisturbed
+        assert r["min_ms"] == pytest.approx(ms * 0.99)
         assert r["n"] == 15 and r["rounds"] == 5 and r["attempts"] == 5
         assert r["cv"] == pytest.approx(TimingStats.from_times([1, 1.01, 0.99]).cv, rel=0.1)  # within a session
         assert r["round_cv"] == pytest.approx(0.2, abs=0.02)  # medians 1, 1, 1.5, 1, 1 -> std/mean 0.19

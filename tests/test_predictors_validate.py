@@ -5,57 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fake_backend import FakeBackend
+
 from spaceevo.datasets.store import LatencyStore
-from spaceevo.latency import Backend, BlockUnit, SubnetUnit, TimingStats
+from spaceevo.latency import SubnetUnit
 from spaceevo.predictors import train_predictor
 from spaceevo.predictors import _validate as V
-from spaceevo.predictors._synthetic import synthetic_block_ms, synthetic_measurements
-from spaceevo.space import BlockConfig, SearchSpace
+from spaceevo.predictors._synthetic import synthetic_measurements
+from spaceevo.space import SearchSpace
 
 SPACE = "onnxw-151122-023231"
-
-
-class FakeBackend(Backend):
-    """Deterministic 'timings': a unit's true latency times a per-call factor; counts conversions."""
-
-    name = "fake"
-
-    def __init__(self, factors=(1.0,), fail_key: str | None = None, **kw):
-        super().__init__(**kw)
-        self.factors = list(factors)
-        self.calls = 0
-        self.per_unit: dict = {}
-        self.prepared: list[str] = []
-        self.fail_key = fail_key
-
-    def available(self) -> bool:
-        return True
-
-    def runtime_versions(self) -> dict:
-        return {"fake": "1"}
-
-    def device_facts(self) -> dict:
-        return {"cpu": "fake"}
-
-    def prepare(self, unit, dtype):
-        if unit.key == self.fail_key:
-            raise RuntimeError("cannot convert")
-        self.prepared.append(unit.key)
-        if isinstance(unit, BlockUnit):
-            return synthetic_block_ms(unit.block)
-        sp = SearchSpace.parse(unit.space)
-        return sum(synthetic_block_ms(b.config) for b in sp.blocks(sp.parse_subnet(unit.subnet)))
-
-    def time_once(self, artifact) -> TimingStats:
-        i = self.per_unit.get(artifact, 0)  # the i-th timing of this unit
-        self.per_unit[artifact] = i + 1
-        f = self.factors[i % len(self.factors)]
-        self.calls += 1
-        return TimingStats.from_times([artifact * f] * 3)
-
-
-def _blocks(n):
-    return [BlockUnit(BlockConfig("MobileNetV2ResBlock", 20, 32, 32 + 8 * i, 3, 4.0, 1, "relu6")) for i in range(n)]
 
 
 def test_repeatability_summary():

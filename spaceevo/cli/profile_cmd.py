@@ -45,10 +45,13 @@ def _make_backend(name: str, opts: dict):
 
 
 def _render_summary(s: dict) -> None:
-    cv = "n/a" if s["median_cv"] is None else f"{100 * s['median_cv']:.2f}%"
-    table(f"profile: {s['device']} ({s['backend']}, threads={s['threads']})",
-          ["units", "to do", "skipped (done)", "ok", "failed", "median CV", "time (s)", "db"],
-          [[s["units"], s["total"], s["skipped"], s["ok"], s["failed"], cv, s["seconds"], s["db"]]])
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    table(f"profile: {s['device']} ({s['backend']}, threads={s['threads']}, {s['rounds']} rounds per unit)",
+          ["units", "to do", "skipped (done)", "ok", "failed", "median CV", "median round CV", "time (s)", "db"],
+          [[s["units"], s["total"], s["skipped"], s["ok"], s["failed"], pct(s["median_cv"]),
+            pct(s.get("median_round_cv")), s["seconds"], s["db"]]])
 
 
 def register(app: typer.Typer) -> None:
@@ -201,7 +204,8 @@ def register(app: typer.Typer) -> None:
         def render(d):
             pct = (lambda v: "n/a" if v is None else f"{100 * v:.2f}%")
             table(f"{d['db']}: {d['rows']} rows, {d['ok']} ok, {d['failed']} failed; CV median {pct(d['median_cv'])}, "
-                  f"p90 {pct(d['cv_p90'])}", ["device", "dtype", "kind", "type", "status", "rows"],
+                  f"p90 {pct(d['cv_p90'])}; round CV median {pct(d['median_round_cv'])}",
+                  ["device", "dtype", "kind", "type", "status", "rows"],
                   [[g["device"], g["dtype"], g["kind"], g["type"], g["status"], g["rows"]] for g in d["groups"]])
 
         emit(info, as_json, render)
