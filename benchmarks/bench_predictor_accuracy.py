@@ -6,13 +6,13 @@ Run the stages (each resumable; measurements go into SQLite stores under ``--out
     python benchmarks/bench_predictor_accuracy.py models --out /tmp/p4 --train-models 24   # whole subnets, seed 100
     python benchmarks/bench_predictor_accuracy.py train --out /tmp/p4 --target min_ms     # unit hold-out / k-fold
     spaceevo validate --predictor /tmp/p4/pred-lgbm.json.gz --space SPACE --samples 50 --backend ort \
-        --dtype int8 --resolution 160 --rounds 9 --db /tmp/p4/val.db --recheck 10 --json  # 50 other subnets, seed 0
+        --dtype int8 --resolution 160 --db /tmp/p4/val.db --recheck 10 --json  # 50 other subnets, seed 0
     python benchmarks/bench_predictor_accuracy.py score --out /tmp/p4      # every trained predictor on val.db
 
-``blocks``, ``models`` and the validation can run at the same time (separate stores); ``blocks`` measures
-in a seeded random order, so stopping it early leaves a uniform sample of the space's blocks.
-Measurements use the collector's interleaved rounds (``run_profile(rounds=...)``): each unit is converted once, then timed in
-``--rounds`` short fresh sessions spread over the run. On a shared machine the between-session noise
+Run the stages one after another (side by side they slow each other down); ``blocks`` measures in a
+seeded random order, so stopping it early leaves a uniform sample of the space's blocks. Measurements
+use the collector's interleaved rounds (``run_profile(rounds=...)``): each unit is converted once, then
+timed in ``--rounds`` short fresh sessions spread over the run. On a shared machine the between-session noise
 (CV ~12% here) dwarfs the noise inside a session, so ``min_ms`` (the fastest sample of all rounds) is a
 far steadier target than the median (unit-level k-fold +-10%: 88.6% vs 76.0%; model-level Kendall tau
 0.89 vs 0.78). The training subnets (seed 100) are disjoint from the validation subnets (seed 0).

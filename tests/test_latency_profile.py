@@ -89,6 +89,9 @@ PROFILE_ARGS = ["profile", "--backend", "ort", "--dtype", "int8", "--dtype", "fp
                 "--no-progress", "--json"]
 
 
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
 def _snapshot(db) -> dict:
     with LatencyStore(db) as st:
         df = st.read_measurements(status=None)
@@ -114,8 +117,7 @@ def _kill_after(cmd: list, env: dict, db, n: int, table: str) -> None:
 def test_sigkill_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
     db = tmp_path / "crash.db"
     cmd = [sys.executable, "-m", "spaceevo", *PROFILE_ARGS, "--rounds", "1", "--db", str(db)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    _kill_after(cmd, env, db, 8, "measurements")
+    _kill_after(cmd, ENV, db, 8, "measurements")
     before = _snapshot(db)
     assert 8 <= len(before) < 50
     with LatencyStore(db) as st:
@@ -123,7 +125,7 @@ def test_sigkill_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
     assert df[["kind", "key", "dtype"]].duplicated().sum() == 0
     assert (df["status"] == "ok").all() and df["median_ms"].gt(0).all() and df["n"].eq(5).all()
 
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["skipped"] == len(before) and summary["measured"] == 50 - len(before)
@@ -131,7 +133,7 @@ def test_sigkill_mid_run_loses_nothing_and_a_rerun_completes(tmp_path):
     assert len(after) == 50
     assert {k: after[k] for k in before} == before  # rows written before the kill are untouched
 
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert json.loads(again.stdout)["measured"] == 0
 
 
@@ -149,14 +151,13 @@ def test_sigkill_mid_rounds_keeps_finished_rounds_and_a_rerun_times_the_rest(tmp
     db = tmp_path / "rounds.db"
     args = [{"25": "6", "5": "20"}.get(a, a) for a in PROFILE_ARGS]  # 6 units x 2 dtypes, 20 samples a round
     cmd = [sys.executable, "-m", "spaceevo", *args, "--rounds", "8", "--db", str(db)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    _kill_after(cmd, env, db, 20, "rounds")
+    _kill_after(cmd, ENV, db, 20, "rounds")
     kept = _rounds_snapshot(db)
     assert 20 <= len(kept) < 96
     with LatencyStore(db) as st:
         assert st.integrity_check() == "ok" and st.count() == 0  # no unit has all its rounds yet
 
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] == 12
     after = _rounds_snapshot(db)

@@ -48,10 +48,10 @@ def _render_summary(s: dict) -> None:
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
-    table(f"profile: {s['device']} ({s['backend']}, threads={s['threads']}, {s['rounds']} rounds per unit)",
-          ["units", "to do", "skipped (done)", "ok", "failed", "median CV", "median round CV", "time (s)", "db"],
+    table(f"profile: {s['device']} ({s['backend']}, threads={s['threads']}, {s['rounds']} rounds a unit) -> {s['db']}",
+          ["units", "to do", "skipped", "ok", "failed", "median CV", "round CV", "time (s)"],
           [[s["units"], s["total"], s["skipped"], s["ok"], s["failed"], pct(s["median_cv"]),
-            pct(s.get("median_round_cv")), s["seconds"], s["db"]]])
+            pct(s.get("median_round_cv")), s["seconds"]]])
 
 
 def register(app: typer.Typer) -> None:
