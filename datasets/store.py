@@ -180,9 +180,11 @@ class LatencyStore:
                               (unit.kind, unit.key, device, dtype, int(threads), int(round), json.dumps(d), _now()))
 
     def rounds_done(self, device: str, dtype: str, threads: int) -> dict[tuple[str, str], dict[int, dict]]:
-        """Finished timing rounds per unit: ``{(kind, key): {round: stats dict with samples}}``."""
+        """Finished timing rounds of units without a final row: ``{(kind, key): {round: stats with samples}}``."""
         out: dict[tuple[str, str], dict[int, dict]] = {}
-        sql = "SELECT kind, key, round, stats FROM rounds WHERE device=? AND dtype=? AND threads=?"
+        sql = ("SELECT kind, key, round, stats FROM rounds r WHERE device=? AND dtype=? AND threads=? AND NOT EXISTS "
+               "(SELECT 1 FROM measurements m WHERE m.kind=r.kind AND m.key=r.key AND m.device=r.device "
+               "AND m.dtype=r.dtype AND m.threads=r.threads)")
         for kind, key, rnd, stats in self.conn.execute(sql, (device, dtype, int(threads))):
             out.setdefault((kind, key), {})[int(rnd)] = json.loads(stats)
         return out

@@ -47,7 +47,7 @@ class TimingStats:
 
     @classmethod
     def from_rounds(cls, rounds: Sequence["TimingStats"]) -> "TimingStats":
-        """Pool several sessions (rounds) of one unit; each round must carry its ``samples``."""
+        """Pool several sessions (rounds) of one unit: over raw samples when every round has them, else summaries."""
         if not rounds:
             raise ValueError("rounds is empty: at least one timed session is needed")
         if len(rounds) == 1:

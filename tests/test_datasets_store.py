@@ -152,7 +152,9 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
         assert df["rounds"].isna().all() and df["round_cv"].isna().all()
         st.add(BLOCK, "dev", "ort", "int8", 1, stats=stats(2.0))
         st.add_round(BLOCK, "dev", "int8", 1, 0, stats(2.0))
-        assert st.count() == 2 and list(st.rounds_done("dev", "int8", 1)) == [("block", BLOCK.key)]
+        st.add_round(KERNEL, "dev", "int8", 1, 0, stats(1.0))
+        # only units without a final row have rounds to resume
+        assert st.count() == 2 and list(st.rounds_done("dev", "int8", 1)) == [("kernel", KERNEL.key)]
     con = sqlite3.connect(path)
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
     con.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fake_backend import FakeBackend
@@ -22,7 +24,10 @@ def test_rounds_pool_sessions_and_report_both_spreads(tmp_path):
     with LatencyStore(tmp_path / "m.db") as st:
         out = run_profile(units, be, db=st, device="d", rounds=5, progress=False)
         rows = st.read_measurements(device="d").set_index("key")
-        stored_rounds = st.rounds_done("d", "int8", 1)
+        stored_rounds: dict = {}
+        for kind, key, rnd, stats in st.conn.execute("SELECT kind, key, round, stats FROM rounds"):
+            stored_rounds.setdefault((kind, key), {})[rnd] = json.loads(stats)
+        assert st.rounds_done("d", "int8", 1) == {}  # every unit is complete: nothing to resume
     assert be.prepared == [u.key for u in units] and be.calls == 20  # converted once, timed in 5 sessions each
     assert out["ok"] == 4 and out["rounds"] == 5 and out["median_round_cv"] > 0.1
     for u in units:
