@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from spaceevo.latency._profile import ROUND_REPEATS, ROUNDS
+
 # The published SEQnet@vnni-A0 subnet of the SpaceEvo paper (SPACEEVO.md section 4).
 EXAMPLE_SPACE = "onnxw-151122-023231"
 EXAMPLE_SUBNET = ("d1#1#2#2#2#2#2#1_k3#3#3#3#3#3#3#3#3#3#3#3#3_w16#16#32#32#64#64#112#112#144#144#240#240#320_"
@@ -63,7 +65,8 @@ def _hyperspaces() -> list[dict]:
 
 
 def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE, resolution: int = 160,
-                   train_subnets: int = 8, test_subnets: int = 5, repeats: int = 10, rounds: int = 10, seed: int = 0,
+                   train_subnets: int = 8, test_subnets: int = 5, repeats: int = ROUND_REPEATS, rounds: int = ROUNDS,
+                   seed: int = 0,
                    published: str | Path | None = None, progress: bool = True,
                    log: Callable[[str], Any] = print) -> dict:
     """Profile this CPU (ort, INT8, 1 thread), train an LightGBM predictor, and check it on unseen subnets.

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from spaceevo.latency._profile import ROUND_REPEATS, ROUNDS
+
 from ._common import JsonOpt, emit, table
 
 
@@ -49,8 +51,8 @@ def register(app: typer.Typer) -> None:
         train_subnets: int = typer.Option(8, "--train-subnets", help="random subnets whose blocks and whole models "
                                                                       "train the predictor"),
         test_subnets: int = typer.Option(5, "--test-subnets", help="unseen subnets measured whole to check it"),
-        repeats: int = typer.Option(10, "--repeats", help="timed samples per session"),
-        rounds: int = typer.Option(10, "--rounds", help="sessions per unit, spread over the run"),
+        repeats: int = typer.Option(ROUND_REPEATS, "--repeats", help="timed samples per session"),
+        rounds: int = typer.Option(ROUNDS, "--rounds", help="sessions per unit, spread over the run"),
         seed: int = typer.Option(0, "--seed"),
         published: Optional[Path] = typer.Option(None, "--published",
                                                  help="search_result.yaml of the SpaceEvo authors (default: "
