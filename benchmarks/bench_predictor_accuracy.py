@@ -33,7 +33,7 @@ def _measure(args, units: list, name: str, chunk: int = 200) -> dict:
     from spaceevo.latency import run_profile
     from spaceevo.predictors._validate import make_backend
 
-    be = make_backend("ort", rounds=args.rounds)
+    be = make_backend("ort", rounds=args.rounds, reference=args.reference)
     t0 = time.time()
     with LatencyStore(Path(args.out) / f"{name}.db") as st:
         run_profile(units, be, ["int8"], db=st, rounds=args.rounds, chunk=chunk, progress=not args.quiet)
@@ -95,7 +95,7 @@ def _train(args) -> dict:
 
 def _score(args) -> dict:
     from spaceevo.datasets.store import LatencyStore
-    from spaceevo.predictors import LatencyPredictor
+    from spaceevo.predictors import LatencyPredictor, with_target
     from spaceevo.predictors._validate import sample_subnets, validate_predictor
 
     out = Path(args.out)
@@ -105,7 +105,7 @@ def _score(args) -> dict:
     res = {}
     for est in args.estimators:
         p = LatencyPredictor.load(out / f"pred-{est}.json.gz")
-        got = dict(zip(df["key"], df[p.target]))
+        got = dict(zip(df["key"], with_target(df, p.target, p.reference_ms)[p.target]))
         measured = np.array([got[f"{args.space}/{s}"] for s in subs])
         v = validate_predictor(p, args.space, samples=len(subs), seed=0, resolution=args.resolution,
                                measured=measured)
@@ -125,7 +125,9 @@ def main() -> None:
     ap.add_argument("--train-seed", type=int, default=100)
     ap.add_argument("--validate", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--target", default="min_ms")
+    ap.add_argument("--target", default="norm_ms", help="norm_ms (needs --reference), min_ms, median_ms")
+    ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                    help="time the reference block beside every sample (rows get a ratio)")
     ap.add_argument("--estimators", nargs="+", default=["lgbm", "lut", "rf"])
     ap.add_argument("--out", default="/tmp/spaceevo-predictor-accuracy")
     ap.add_argument("--seed", type=int, default=0, help="order of the blocks")

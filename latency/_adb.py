@@ -96,8 +96,10 @@ class AdbBackend(Backend):
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 0.0,
                  clock: str = "wall", benchmark_model: str | None = None, serial: str | None = None, adb: str = "adb",
                  remote_dir: str = "/data/local/tmp/spaceevo", xnnpack: bool = True, n_calib: int = 8,
-                 timeout: float = 300.0) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock)
+                 timeout: float = 300.0, reference: bool = False) -> None:
+        # benchmark_model times on the phone and reports summaries only: no reference beside each sample
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock,
+                         reference)
         self.benchmark_model = benchmark_model
         self.serial = serial
         self.adb = adb

@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 DTYPES: tuple[str, ...] = ("int8", "fp32")
 CLOCKS: tuple[str, ...] = ("auto", "wall", "cpu")
+# The drift anchor timed around every sample (INT8, whatever dtype is measured): a mid-sized residual block
+# that runs ~1 ms here. Changing it changes every ``ratio``, so it is part of the fingerprint.
+REFERENCE_BLOCK = "ResNetSEBlock hw=40 cin=64 cout=64 k=3 e=0.5 s=1 act=relu"
 
 
 def check_dtype(dtype: str) -> str:
@@ -43,14 +46,28 @@ class Backend(abc.ABC):
     ``clock='auto'`` reads the timing thread's CPU time when ``threads == 1`` (the runtime then
     computes on the calling thread, so time the thread spends descheduled by other processes is
     not counted) and the wall clock otherwise; ``'wall'`` and ``'cpu'`` force one.
+
+    ``reference=True`` (backends with ``supports_reference``) brackets every sample with a timing of the
+    fixed :data:`REFERENCE_BLOCK` in a session kept open for the backend's life (samples of >=
+    ``ref_sample_ms``): on a shared machine whose speed changes from one second to the next, the ratio
+    of a sample to its neighbouring reference times stays put (the statistics' ``ratio``).
     """
 
     name: str = ""
     extra: str = ""  # the pip extra that brings this backend's runtime
+    supports_reference: bool = False
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
-                 min_sample_ms: float = 2.0, clock: str = "auto") -> None:
+                 min_sample_ms: float = 2.0, clock: str = "auto", reference: bool = False,
+                 ref_sample_ms: float = 1.0) -> None:
+        if reference and not self.supports_reference:
+            raise ValueError(f"reference=True: backend {self.name!r} cannot time a reference beside each sample")
+        self.reference = bool(reference)
+        if not isinstance(ref_sample_ms, (int, float)) or ref_sample_ms <= 0:
+            raise ValueError(f"ref_sample_ms={ref_sample_ms!r} must be a number > 0")
+        self.ref_sample_ms = float(ref_sample_ms)
+        self._ref: tuple[Callable[[], Any], int] | None = None
         if clock not in CLOCKS:
             raise ValueError(f"clock={clock!r} is not in {list(CLOCKS)}")
         if clock == "cpu" and threads != 1:
@@ -86,6 +103,32 @@ class Backend(abc.ABC):
     def time_once(self, artifact: Any) -> TimingStats:
         """One attempt: fresh session, warm-up, timed repeats."""
 
+    def open_runner(self, artifact: Any) -> Callable[[], Any]:
+        """A callable that runs one inference of ``artifact`` in a session it keeps open (for the reference)."""
+        raise NotImplementedError(f"backend {self.name!r} does not open a runner")
+
+    def reference_runner(self) -> tuple[Callable[[], Any], int] | None:
+        """The reference block's runner and its loops per sample (opened once, warm), or None without reference."""
+        if not self.reference:
+            return None
+        if self._ref is None:
+            import time
+
+            from spaceevo.space import BlockConfig
+
+            from ._units import BlockUnit
+
+            run = self.open_runner(self.prepare(BlockUnit(BlockConfig.parse(REFERENCE_BLOCK)), "int8"))
+            for _ in range(20):
+                run()
+            clock = self.clock_fn()
+            t0 = clock()
+            for _ in range(10):
+                run()
+            per_run = max((clock() - t0) * 1e3 / 10, 1e-6)
+            self._ref = (run, max(1, int(-(-self.ref_sample_ms // per_run))))
+        return self._ref
+
     def device_facts(self) -> dict:
         """Facts about the device that runs the timing (the host by default)."""
         return host_facts()
@@ -114,7 +157,9 @@ class Backend(abc.ABC):
                 "threads": threads or self.threads, "pinned_cores": self.pin_cores(),
                 "protocol": {"warmup": self.warmup, "repeats": self.repeats, "max_cv": self.max_cv,
                              "max_attempts": self.max_attempts, "min_sample_ms": self.min_sample_ms,
-                             "clock": self.resolved_clock()},
+                             "clock": self.resolved_clock(),
+                             **({"reference": REFERENCE_BLOCK, "ref_sample_ms": self.ref_sample_ms}
+                                if self.reference else {})},
                 "settings": self.settings(dtype), **self.device_facts()}
 
     def fingerprint_id(self, dtype: str) -> str:
@@ -127,11 +172,19 @@ class Backend(abc.ABC):
             return "cpu" if self.threads == 1 else "wall"
         return self.clock
 
-    def time_loop(self, run: Callable[[], Any]) -> TimingStats:
-        """Warm up, calibrate the loops per sample to ``min_sample_ms``, then time ``repeats`` samples."""
+    def clock_fn(self) -> Callable[[], float]:
+        """The timer in seconds: the thread's CPU time or the wall clock (:meth:`resolved_clock`)."""
         import time
 
-        clock = time.thread_time if self.resolved_clock() == "cpu" else time.perf_counter
+        return time.thread_time if self.resolved_clock() == "cpu" else time.perf_counter
+
+    def time_loop(self, run: Callable[[], Any]) -> TimingStats:
+        """Warm up, calibrate the loops per sample to ``min_sample_ms``, then time ``repeats`` samples.
+
+        With the reference on, a reference sample is timed before every sample and after the last.
+        """
+        clock = self.clock_fn()
+        ref = self.reference_runner()
         t0 = clock()
         for _ in range(self.warmup):
             run()
@@ -141,6 +194,8 @@ class Backend(abc.ABC):
             run()
             per_run = (clock() - t0) * 1e3
         loops = max(1, int(-(-self.min_sample_ms // per_run))) if self.min_sample_ms > 0 and per_run > 0 else 1
+        if ref is not None:
+            return self._time_with_reference(run, loops, ref, clock)
         times = []
         if loops == 1:
             for _ in range(self.repeats):
@@ -155,6 +210,24 @@ class Backend(abc.ABC):
                     run()
                 times.append((clock() - t0) * 1e3 / loops)
         return TimingStats.from_times(times, loops=loops)
+
+    def _time_with_reference(self, run: Callable[[], Any], loops: int, ref: tuple[Callable[[], Any], int],
+                             clock: Callable[[], float]) -> TimingStats:
+        ref_run, ref_loops = ref
+        unit_rng, ref_rng = range(loops), range(ref_loops)
+
+        def timed(fn, rng) -> float:
+            t0 = clock()
+            for _ in rng:
+                fn()
+            return (clock() - t0) * 1e3 / len(rng)
+
+        timed(ref_run, ref_rng)  # the reference's caches are cold after the unit's warm-up
+        refs, times = [timed(ref_run, ref_rng)], []
+        for _ in range(self.repeats):
+            times.append(timed(run, unit_rng))
+            refs.append(timed(ref_run, ref_rng))
+        return TimingStats.from_times(times, loops=loops, ref_times_ms=refs)
 
     def measure_artifact(self, artifact: Any) -> TimingStats:
         """Time a prepared artifact: re-measure while CV > ``max_cv``, keep the steadiest attempt."""

@@ -16,13 +16,15 @@ class OrtBackend(Backend):
 
     name = "ort"
     extra = ""
+    supports_reference = True
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0,
                  min_sample_ms: float = 2.0, clock: str = "auto", quant_format: str = "qdq",
                  activation_type: str = "uint8", weight_type: str = "int8", per_channel: bool = True,
-                 n_calib: int = 8) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock)
+                 n_calib: int = 8, reference: bool = False, ref_sample_ms: float = 1.0) -> None:
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock,
+                         reference, ref_sample_ms)
         self.quant_format = _check("quant_format", quant_format, QUANT_FORMATS)
         self.activation_type = _check("activation_type", activation_type, QUANT_TYPES)
         self.weight_type = _check("weight_type", weight_type, QUANT_TYPES)
@@ -72,6 +74,15 @@ class OrtBackend(Backend):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         data = model if isinstance(model, bytes) else model.SerializeToString()
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+    def open_runner(self, artifact: Any):
+        """One inference of ``artifact`` per call, in a session kept open."""
+        import onnx
+
+        model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load_from_string(artifact)
+        feeds = input_feeds(model, self.seed)
+        run = self.session(model).run
+        return lambda: run(None, feeds)
 
     def time_once(self, artifact: Any) -> TimingStats:
         """Fresh session pinned to the chosen cores; warm-up; ``repeats`` timed samples."""

@@ -113,12 +113,15 @@ class TfliteBackend(Backend):
     """TFLite models timed on this host with the LiteRT interpreter (XNNPACK on by default)."""
 
     name = "tflite"
+    supports_reference = True
     extra = "tflite"
 
     def __init__(self, threads: int = 1, repeats: int = 50, warmup: int = 10, max_cv: float = 0.05,
                  max_attempts: int = 3, cores: list[int] | None = None, seed: int = 0, min_sample_ms: float = 2.0,
-                 clock: str = "auto", xnnpack: bool = True, n_calib: int = 8) -> None:
-        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock)
+                 clock: str = "auto", xnnpack: bool = True, n_calib: int = 8, reference: bool = False,
+                 ref_sample_ms: float = 1.0) -> None:
+        super().__init__(threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock,
+                         reference, ref_sample_ms)
         self.xnnpack = bool(xnnpack)
         self.n_calib = n_calib
 
@@ -158,6 +161,14 @@ class TfliteBackend(Backend):
             it = Interpreter(model_content=model, num_threads=self.threads, experimental_op_resolver_type=resolver)
             it.allocate_tensors()
         return it
+
+    def open_runner(self, artifact: bytes):
+        """One inference of ``artifact`` per call, in an interpreter kept open."""
+        it = self.interpreter(artifact)
+        rng = np.random.default_rng(self.seed)
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], _random_input(d, rng))
+        return it.invoke
 
     def time_once(self, artifact: bytes) -> TimingStats:
         """Fresh interpreter pinned to the chosen cores; warm-up; ``repeats`` timed samples."""

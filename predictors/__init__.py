@@ -16,6 +16,7 @@ from ._fast import SubnetLatencyTable
 from ._features import FEATURE_NAMES, block_features, configs_from_frame, feature_schema
 from ._metrics import latency_metrics
 from . import spaceevo_builtin  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
+from ._target import TARGETS, auto_target, reference_ms, with_target
 from ._registry import builtin_dir, install_predictor, list_predictors, load_predictor, predictor_path, user_dir
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "builtin_dir", "configs_from_frame", "cross_validate_units", "dataset_digest", "feature_schema", "get_estimator",
     "holdout_units", "install_predictor", "latency_metrics", "list_estimators", "list_predictors", "load_predictor",
     "nnmeter_rf_params", "predictor_path", "register_estimator", "train_predictor", "user_dir",
+    "TARGETS", "auto_target", "reference_ms", "with_target",
 ]

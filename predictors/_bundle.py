@@ -25,13 +25,13 @@ from ._fast import SubnetLatencyTable
 from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, config_key,
                         configs_from_frame, feature_schema)
 from ._metrics import latency_metrics
+from ._target import TARGETS, check_target, reference_ms, with_target
 
 log = logging.getLogger(__name__)
 
 FORMAT = "spaceevo-latency-predictor"
 FORMAT_VERSION = 1
 DTYPES = ("int8", "fp32")
-TARGETS = ("median_ms", "min_ms", "mean_ms")
 
 
 class PredictorFileError(ValueError):
@@ -72,11 +72,10 @@ class LatencyPredictor:
 
     def __init__(self, device: str = "unknown", dtype: str = "int8", estimator: str = "lgbm",
                  estimator_params: dict | None = None, fingerprint: dict | None = None, source: str | None = None,
-                 target: str = "median_ms"):
+                 target: str = "median_ms", reference_ms: float | None = None):
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r} is not one of {list(DTYPES)}")
-        if target not in TARGETS:
-            raise ValueError(f"target={target!r} is not one of {list(TARGETS)}")
+        check_target(target)
         get_estimator(estimator)
         self.device = device
         self.dtype = dtype
@@ -85,6 +84,7 @@ class LatencyPredictor:
         self.fingerprint = dict(fingerprint or {})
         self.source = source
         self.target = target
+        self.reference_ms = reference_ms  # the scale of norm_ms (the reference block's undisturbed time)
         self.feature_version = FEATURE_SCHEMA_VERSION
         self.models: dict = {}
         self.composition = identity_composition()
@@ -118,8 +118,13 @@ class LatencyPredictor:
         blocks = self._block_rows(df)
         if blocks.empty:
             raise ValueError("no block measurements (kind='block', status='ok') to train on")
-        if self.target not in blocks.columns:
-            raise ValueError(f"measurement table lacks the {self.target!r} column (the predictor's target)")
+        given = df
+        if "status" in df.columns:
+            df = df[df["status"].fillna("ok") == "ok"]
+        if self.target == "norm_ms" and self.reference_ms is None:
+            self.reference_ms = reference_ms(blocks)
+        df = with_target(df, self.target, self.reference_ms)
+        blocks = self._block_rows(df)
         configs = configs_from_frame(blocks)
         y = blocks[self.target].to_numpy(dtype=np.float64)
         types = np.array([c.type for c in configs])
@@ -140,8 +145,8 @@ class LatencyPredictor:
         self._manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "device": self.device, "dtype": self.dtype,
             "estimator": self.estimator, "estimator_params": self.estimator_params, "target": self.target,
-            "fingerprint": self.fingerprint, "source": self.source, "runtime": _runtime_versions(),
-            "feature_schema": feature_schema(self.feature_version), "dataset": {"digest": dataset_digest(df), "n_block_rows": len(blocks),
+            "reference_ms": self.reference_ms, "fingerprint": self.fingerprint, "source": self.source, "runtime": _runtime_versions(),
+            "feature_schema": feature_schema(self.feature_version), "dataset": {"digest": dataset_digest(given), "n_block_rows": len(blocks),
                                                              "n_model_rows": int(len(models)),
                                                              "block_types": sorted(self.models)},
             "metrics": {"unit_train": latency_metrics(y, unit_pred), **self._manifest.get("metrics", {})},
@@ -304,7 +309,8 @@ class LatencyPredictor:
                                          "retrain it")
             pred = cls(device=man["device"], dtype=man["dtype"], estimator=man["estimator"],
                        estimator_params=man.get("estimator_params"), fingerprint=man.get("fingerprint"),
-                       source=man.get("source"), target=man.get("target", "median_ms"))
+                       source=man.get("source"), target=man.get("target", "median_ms"),
+                       reference_ms=man.get("reference_ms"))
             pred.feature_version = int(version)
             pred.models = {t: estimator_from_state(s) for t, s in data["models"].items()}
             pred.composition = dict(data["composition"])
@@ -345,25 +351,30 @@ def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimato
     """Train a predictor on the store's rows of one device and dtype; k-fold unit metrics go in the manifest.
 
     ``target`` is the timing statistic learned (``median_ms`` by default; ``min_ms`` is the least
-    disturbed run, steadier on a shared machine).
+    disturbed run; ``norm_ms``, the latency relative to the reference block timed beside it, is the
+    steadiest on a shared machine and needs a table profiled with the reference on).
     """
     from ._evaluate import cross_validate_units, holdout_units
 
-    if target not in TARGETS:
-        raise ValueError(f"target={target!r} is not one of {list(TARGETS)}")
+    check_target(target)
     if "device" in df.columns and device is not None:
         df = df[df["device"] == device]
     if "dtype" in df.columns:
         df = df[df["dtype"] == dtype]
     if df.empty:
         raise ValueError(f"no measurements for device={device!r} dtype={dtype!r}")
+    ref = None
+    if target == "norm_ms":
+        ok = df[df["status"].fillna("ok") == "ok"] if "status" in df.columns else df
+        ref = reference_ms(ok[ok["kind"] == "block"] if "kind" in ok.columns else ok)
     cv = cross_validate_units(df, estimator=estimator, folds=cv_folds, seed=seed, estimator_params=estimator_params,
-                              target=target) if cv_folds >= 2 else None
+                              target=target, reference=ref) if cv_folds >= 2 else None
     pred = LatencyPredictor(device=device, dtype=dtype, estimator=estimator, estimator_params=estimator_params,
-                            fingerprint=fingerprint, source=source, target=target).fit(df)
+                            fingerprint=fingerprint, source=source, target=target, reference_ms=ref).fit(df)
     if cv is not None:
         pred._manifest["metrics"]["unit_cv"] = cv["overall"]
         pred._manifest["metrics"]["unit_cv_by_type"] = cv["by_type"]
         pred._manifest["metrics"]["unit_holdout"] = holdout_units(df, estimator=estimator, seed=seed,
-                                                                  estimator_params=estimator_params, target=target)
+                                                                  estimator_params=estimator_params, target=target,
+                                                                  reference=ref)
     return pred

@@ -12,11 +12,15 @@ from ._bundle import LatencyPredictor
 from ._evaluate import cross_validate_units
 from ._features import configs_from_frame
 from ._metrics import latency_metrics
+from ._target import with_target
 
 
 def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, plot: str | Path | None = None,
                      seed: int = 0) -> dict:
     """Unit-level and model-level metrics of ``pred`` on ``df`` (plus k-fold retraining), JSON-ready."""
+    if "status" in df.columns:
+        df = df[df["status"].fillna("ok") == "ok"]
+    df = with_target(df, pred.target, pred.reference_ms)
     blocks = LatencyPredictor._block_rows(df)
     blocks = blocks[blocks["type"].isin(set(pred.models))]
     metrics: dict = {}
@@ -39,7 +43,7 @@ def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, p
     if folds >= 2 and len(blocks) >= folds:
         metrics["unit_cv"] = cross_validate_units(df, estimator=pred.estimator, folds=folds, seed=seed,
                                                   estimator_params=pred.estimator_params,
-                                                  target=pred.target)["overall"]
+                                                  target=pred.target, reference=pred.reference_ms)["overall"]
     out = {"device": pred.device, "dtype": pred.dtype, "estimator": pred.estimator, "target": pred.target,
            "metrics": metrics,
            "plot": None}

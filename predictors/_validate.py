@@ -15,6 +15,7 @@ from spaceevo.space import BlockConfig, SearchSpace, Subnet
 
 from ._bundle import LatencyPredictor
 from ._metrics import latency_metrics
+from ._target import with_target
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,17 @@ def subnet_block_configs(space: SearchSpace | str, subnets: Sequence[Subnet]) ->
     return list(seen)
 
 
-def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = None, rounds: int = 1, **opts):
+def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = None, rounds: int = 1,
+                 reference: bool = False, **opts):
     """The collector's timing backend ``backend`` (``spaceevo.latency``), checked to be usable here.
 
     With ``rounds > 1`` each round is one short session: the collector's ``ROUND_WARMUP`` + ``ROUND_REPEATS``
-    runs unless ``repeats`` is given.
+    runs unless ``repeats`` is given. ``reference`` times the reference block beside every sample (``ratio``).
     """
     from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, get_backend
 
+    if reference:
+        opts["reference"] = True
     if rounds > 1:
         opts.setdefault("warmup", ROUND_WARMUP)
         repeats = repeats or ROUND_REPEATS
@@ -86,18 +90,20 @@ def _measure_units(units: list, be, dtype: str, db: str | Path | None, device: s
 def measure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backend: str = "ort", dtype: str = "int8",
                     threads: int = 1, repeats: int | None = None, statistic: str = "median_ms",
                     db: str | Path | None = None, device: str | None = None, progress: bool = True,
-                    rounds: int = 1) -> np.ndarray:
+                    rounds: int = 1, reference: float | None = None) -> np.ndarray:
     """Latency (ms, the timing ``statistic``) of each whole subnet, built as one model and timed by the collector.
 
     With ``db`` the measurements go into that latency store (kind ``model``) and a rerun reuses them;
-    ``rounds > 1`` times them in interleaved rounds (the collector's ``run_profile``).
+    ``rounds > 1`` times them in interleaved rounds (the collector's ``run_profile``). ``statistic='norm_ms'``
+    times the reference block beside every sample and scales the ratio by ``reference`` (ms).
     """
     from spaceevo.latency import SubnetUnit
 
     sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
-    be = make_backend(backend, threads, repeats, rounds)
+    be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms")
     units = [SubnetUnit(str(sp), str(sn)) for sn in subnets]
-    df = _measure_units(list(dict.fromkeys(units)), be, dtype, db, device, progress, rounds)
+    df = with_target(_measure_units(list(dict.fromkeys(units)), be, dtype, db, device, progress, rounds),
+                     statistic, reference)
     values = dict(zip(df["key"], df[statistic]))
     missing = [u.key for u in units if u.key not in values]
     if missing:
@@ -107,14 +113,15 @@ def measure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backend
 
 def remeasure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backend: str = "ort", dtype: str = "int8",
                       threads: int = 1, repeats: int | None = None, statistic: str = "median_ms",
-                      rounds: int = 1, seed: int = 1, progress: bool = True) -> np.ndarray:
+                      rounds: int = 1, seed: int = 1, progress: bool = True,
+                      reference: float | None = None) -> np.ndarray:
     """Measure subnets again (converted again, fresh sessions), not stored: the repeatability check."""
     from spaceevo.latency import SubnetUnit
 
     sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
-    be = make_backend(backend, threads, repeats, rounds)
+    be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms")
     units = list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sn in subnets))
-    df = _measure_units(units, be, dtype, None, None, progress, rounds, seed=seed)
+    df = with_target(_measure_units(units, be, dtype, None, None, progress, rounds, seed=seed), statistic, reference)
     values = dict(zip(df["key"], df[statistic]))
     return np.array([float(values[SubnetUnit(str(sp), str(sn)).key]) for sn in subnets])
 
@@ -122,12 +129,13 @@ def remeasure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backe
 def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_subnets: Sequence[Subnet] = (),
                    backend: str = "ort", dtype: str = "int8", threads: int = 1, repeats: int | None = None,
                    device: str | None = None, db: str | Path | None = None, progress: bool = True,
-                   rounds: int = 1, blocks: Sequence[BlockConfig] | None = None) -> pd.DataFrame:
+                   rounds: int = 1, blocks: Sequence[BlockConfig] | None = None,
+                   reference: bool = False) -> pd.DataFrame:
     """Measure the distinct blocks of ``subnets`` (and ``blocks``) and the whole ``model_subnets``: store rows."""
     from spaceevo.latency import BlockUnit, SubnetUnit
 
     sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
-    be = make_backend(backend, threads, repeats, rounds)
+    be = make_backend(backend, threads, repeats, rounds, reference=reference)
     configs = list(dict.fromkeys([*subnet_block_configs(sp, subnets), *(blocks or [])]))
     units = [BlockUnit(c) for c in configs]
     units += list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sn in model_subnets))
@@ -164,7 +172,8 @@ def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples
     statistic = pred.target
     if measured is None:
         measured = measure_subnets(sp, subs, backend=backend, dtype=dtype, threads=threads, repeats=repeats,
-                                   statistic=statistic, db=db, progress=progress, rounds=rounds)
+                                   statistic=statistic, db=db, progress=progress, rounds=rounds,
+                                   reference=pred.reference_ms)
     measured = np.asarray(measured, dtype=np.float64)
     if len(measured) != samples:
         raise ValueError(f"measured has {len(measured)} values for samples={samples}")
@@ -180,7 +189,8 @@ def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples
            "composition": pred.composition, "rows": rows}
     if recheck:
         again = remeasure_subnets(sp, subs[:recheck], backend=backend, dtype=dtype, threads=threads, repeats=repeats,
-                                  statistic=statistic, rounds=rounds, seed=seed + 1, progress=progress)
+                                  statistic=statistic, rounds=rounds, seed=seed + 1, progress=progress,
+                                  reference=pred.reference_ms)
         out["repeatability"] = _repeatability(measured[:recheck], again)
         for row, v in zip(rows, again):
             row["remeasured_ms"] = float(v)

@@ -76,7 +76,7 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
     """
     from spaceevo.datasets import LatencyStore
     from spaceevo.latency import ROUND_WARMUP, BlockUnit, SubnetUnit, default_device, get_backend, run_profile
-    from spaceevo.predictors import install_predictor, latency_metrics, load_predictor, train_predictor
+    from spaceevo.predictors import install_predictor, latency_metrics, load_predictor, train_predictor, with_target
     from spaceevo.space import SearchSpace
 
     if train_subnets < 2 or test_subnets < 2:
@@ -113,7 +113,7 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
             for b in space_.blocks(space_.parse_subnet(str(s))):
                 blocks.setdefault(b.config, None)
     units = [BlockUnit(c) for c in blocks] + [SubnetUnit(str(sp), str(s)) for s in train]
-    backend = get_backend("ort", threads=1, repeats=repeats, warmup=ROUND_WARMUP, seed=seed)
+    backend = get_backend("ort", threads=1, repeats=repeats, warmup=ROUND_WARMUP, seed=seed, reference=True)
     device = default_device(backend)
     db = work / "latency.db"
     log(f"1/3 profiling {len(blocks)} blocks (of {len(train) + len(test)} random subnets of {sp} at r{resolution} "
@@ -135,13 +135,15 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
     log(f"2/3 training a LightGBM predictor on {len(train_df)} measurements")
     pred = train_predictor(train_df, device=device, dtype="int8", estimator="lgbm",
                            fingerprint={"fingerprint_ids": fingerprints}, source=str(db), cv_folds=0, seed=seed,
-                           target="min_ms")
+                           target="norm_ms")
     name = f"{device}-int8"
     path = install_predictor(pred, name)
     report["predictor"] = {"name": name, "path": str(path), "composition": pred.manifest.get("composition")}
 
-    # the fastest sample is the statistic least inflated by a busy machine; the predictor learns the same one
-    measured = {row["key"].split("/", 1)[1]: float(row["min_ms"]) for _, row in test_df.iterrows()}
+    # latency relative to the reference block timed beside it, in the predictor's scale: the machine's
+    # changing speed cancels out; the predictor learns the same statistic
+    test_df = with_target(test_df, "norm_ms", pred.reference_ms)
+    measured = {row["key"].split("/", 1)[1]: float(row["norm_ms"]) for _, row in test_df.iterrows()}
     test_ok = [s for s in test if str(s) in measured]
     predicted = pred.predict_subnets(sp, test_ok)
     y = np.array([measured[str(s)] for s in test_ok])

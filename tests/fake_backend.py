@@ -11,10 +11,13 @@ class FakeBackend(Backend):
     """'Timings' are a unit's synthetic latency times a per-timing factor; counts conversions and timings.
 
     ``factors[i % len]`` scales the i-th timing of a unit; ``fail_key`` fails that unit's conversion;
-    ``stop_after`` raises KeyboardInterrupt at that timing (a stand-in for a kill mid-run).
+    ``stop_after`` raises KeyboardInterrupt at that timing (a stand-in for a kill mid-run). With
+    ``reference=True`` the factor is the machine's speed: it scales the reference times (``REF_MS``) too.
     """
 
     name = "fake"
+    supports_reference = True
+    REF_MS = 0.5
 
     def __init__(self, factors=(1.0,), fail_key: str | None = None, stop_after: int | None = None, **kw):
         super().__init__(**kw)
@@ -49,5 +52,7 @@ class FakeBackend(Backend):
         i = self.per_unit.get(artifact, 0)
         self.per_unit[artifact] = i + 1
         self.calls += 1
-        ms = artifact * self.factors[i % len(self.factors)]
-        return TimingStats.from_times([ms, ms * 1.01, ms * 0.99])
+        factor = self.factors[i % len(self.factors)]
+        ms = artifact * factor
+        ref = [self.REF_MS * factor] * 4 if self.reference else None
+        return TimingStats.from_times([ms, ms * 1.01, ms * 0.99], ref_times_ms=ref)

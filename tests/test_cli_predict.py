@@ -126,7 +126,7 @@ def test_predictors_list_and_show(trained, tmp_path, monkeypatch):
     (["validate", "-p", "PRED", "--space", SPACE, "--samples", "3", "--recheck", "4"],
      "recheck=4 must be between 0 and samples=3"),
     (["train", "--db", "DB", "--device", "cpu-x", "-o", "o.json", "--target", "p50"],
-     "target='p50' is not one of ['median_ms', 'min_ms', 'mean_ms']"),
+     "target='p50' is not one of ['median_ms', 'min_ms', 'mean_ms', 'norm_ms']"),
 ])
 def test_user_errors_exit_2(trained, capsys, args, message):
     _db, pred, _ = trained

@@ -46,6 +46,18 @@ def test_profile_prints_the_count_first_and_a_table(tmp_path):
     assert "median CV" in res.output and "failed" in res.output
 
 
+def test_profile_without_the_reference(tmp_path):
+    db = tmp_path / "n.db"
+    res = runner.invoke(app, ["profile", "--space", SPACE, "--resolution", "160", "--limit", "1", "--db", str(db),
+                              "--no-reference", "--json", *QUICK])
+    assert res.exit_code == 0, res.output
+    from spaceevo.datasets.store import LatencyStore
+
+    with LatencyStore(db) as st:
+        df = st.read_measurements()
+    assert len(df) == 1 and df["ratio"].isna().all() and (df["min_ms"] > 0).all()
+
+
 def test_profile_dry_run(profiled):
     db, args, _ = profiled
     res = runner.invoke(app, [*args, "--dry-run"])
@@ -69,6 +81,8 @@ def test_dataset_info_and_export(profiled, tmp_path):
     assert res.exit_code == 0 and "wrote 12 rows" in res.stdout
     df = pd.read_parquet(out)
     assert len(df) == 12 and {"median_ms", "cv", "fingerprint_id"} <= set(df.columns)
+    # the reference block was timed beside every sample (on by default for ort)
+    assert (df["ratio"] > 0).all() and (df["ref_min_ms"] > 0).all()
     csv = tmp_path / "x.csv"
     runner.invoke(app, ["dataset", "export", str(db), "-o", str(csv)])
     assert len(pd.read_csv(csv)) == 12

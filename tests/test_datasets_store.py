@@ -149,12 +149,12 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     with LatencyStore(path) as st:
         df = st.read_measurements()
         assert df["key"].tolist() == ["old"] and df["median_ms"].tolist() == [1.5]
-        assert df["rounds"].isna().all() and df["round_cv"].isna().all()
+        assert df["rounds"].isna().all() and df["round_cv"].isna().all() and df["ratio"].isna().all()
         st.add(BLOCK, "dev", "ort", "int8", 1, stats=stats(2.0))
         st.add_round(BLOCK, "dev", "int8", 1, 0, stats(2.0))
         st.add_round(KERNEL, "dev", "int8", 1, 0, stats(1.0))
         # only units without a final row have rounds to resume
         assert st.count() == 2 and list(st.rounds_done("dev", "int8", 1)) == [("kernel", KERNEL.key)]
     con = sqlite3.connect(path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     con.close()

@@ -10,6 +10,9 @@ import pytest
 
 from spaceevo.space import BlockConfig, SearchSpace
 from spaceevo.predictors import (
+    auto_target,
+    reference_ms,
+    with_target,
     LatencyPredictor,
     PredictorFileError,
     install_predictor,
@@ -235,7 +238,30 @@ def test_target_statistic(data):
     assert p.target == "min_ms" and p.manifest["target"] == "min_ms"
     key = df[df["kind"] == "block"]["key"].iloc[0]
     assert p.predict_block(key) == pytest.approx(float(df.loc[df["key"] == key, "min_ms"].iloc[0]))
-    with pytest.raises(ValueError, match=r"target='p50' is not one of \['median_ms', 'min_ms', 'mean_ms'\]"):
+    with pytest.raises(ValueError, match=r"target='p50' is not one of \['median_ms', 'min_ms', 'mean_ms', 'norm_ms'\]"):
         LatencyPredictor(target="p50")
     with pytest.raises(ValueError, match="lacks the 'min_ms' column"):
         LatencyPredictor(target="min_ms").fit(data)
+
+
+def test_norm_ms_target_learns_the_ratio_in_the_reference_scale(data, tmp_path):
+    # every row timed against the reference: ratio = latency / reference time, machine speed cancelled
+    ref_min = np.resize([0.4, 0.5, 0.6], len(data))
+    df = data.assign(ratio=data["median_ms"] / 0.5, ref_min_ms=ref_min, min_ms=data["median_ms"])
+    assert auto_target(df) == "norm_ms" and auto_target(data.assign(min_ms=1.0)) == "min_ms"
+    assert auto_target(data) == "median_ms"
+    p = train_predictor(df, device="synthetic", estimator="lut", cv_folds=0, target="norm_ms")
+    assert p.reference_ms == pytest.approx(0.5) and p.manifest["reference_ms"] == pytest.approx(0.5)
+    key = df[df["kind"] == "block"]["key"].iloc[0]
+    assert p.predict_block(key) == pytest.approx(float(df.loc[df["key"] == key, "median_ms"].iloc[0]))
+    back = LatencyPredictor.load(p.save(tmp_path / "p.json.gz"))
+    assert back.target == "norm_ms" and back.reference_ms == pytest.approx(0.5)
+    assert back.predict_block(key) == pytest.approx(p.predict_block(key))
+    # a table measured without the reference cannot give norm_ms: the error says how to get it
+    with pytest.raises(ValueError, match=r"profile with the reference on \(spaceevo profile --reference\)"):
+        train_predictor(data, device="synthetic", estimator="lut", cv_folds=0, target="norm_ms")
+    half = df.assign(ratio=np.where(np.arange(len(df)) % 2, np.nan, df["ratio"]))
+    with pytest.raises(ValueError, match=rf"needs the 'ratio' of every row \({len(df) // 2} of {len(df)} rows lack"):
+        with_target(half, "norm_ms")
+    with pytest.raises(ValueError, match="no 'ref_min_ms' column"):
+        reference_ms(data)

@@ -78,9 +78,10 @@ def register(app: typer.Typer) -> None:
               folds: int = typer.Option(5, "--folds", help="k of the k-fold unit-level metrics (0 to skip)"),
               seed: int = typer.Option(0, "--seed"),
               target: str = typer.Option("auto", "--target",
-                                         help="timing statistic to learn: min_ms (reproducible on a shared "
-                                              "machine), median_ms or mean_ms; auto: min_ms when the table "
-                                              "has it, else median_ms (e.g. imported tables)"),
+                                         help="timing statistic to learn: norm_ms (relative to the reference "
+                                              "block timed beside each sample; steadiest on a shared machine), "
+                                              "min_ms, median_ms or mean_ms; auto: norm_ms when every row has "
+                                              "a ratio, else min_ms, else median_ms (e.g. imported tables)"),
               models_db: Optional[list[str]] = typer.Option(None, "--models-db",
                                                             help="more stores with whole-subnet rows for the "
                                                                  "composition term (repeatable)"),
@@ -97,7 +98,9 @@ def register(app: typer.Typer) -> None:
             more = read_measurements(extra, device=device, dtype=dtype)
             df = pd.concat([df, more[more["kind"] == "model"]], ignore_index=True)
         if target == "auto":
-            target = "min_ms" if "min_ms" in df.columns and df["min_ms"].notna().all() else "median_ms"
+            from spaceevo.predictors._target import auto_target
+
+            target = auto_target(df)
         fp = None
         if "fingerprint_id" in df.columns:
             ids = sorted(set(df["fingerprint_id"].dropna().astype(str)))

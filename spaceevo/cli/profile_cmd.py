@@ -15,12 +15,15 @@ from ._common import JsonOpt, emit, fail, table
 def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, max_attempts: int, seed: int,
                   cores: list[int] | None, xnnpack: bool, quant_format: str, activation_type: str,
                   benchmark_model: str | None, serial: str | None, min_sample_ms: float | None,
-                  clock: str) -> dict:
+                  clock: str, reference: bool | None = None) -> dict:
     opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "max_attempts": max_attempts,
             "seed": seed,
             "cores": cores or None}
     if backend != "adb":
         opts["clock"] = clock
+        opts["reference"] = True if reference is None else reference
+    elif reference:
+        opts["reference"] = True  # refused by the backend with a clear message
     if min_sample_ms is not None:
         opts["min_sample_ms"] = min_sample_ms
     if backend == "ort":
@@ -85,6 +88,9 @@ def register(app: typer.Typer) -> None:
                                                       help="Loop faster units so a sample lasts this long "
                                                            "(default 2 for ort/tflite; 0: one run per sample)."),
         clock: str = typer.Option("auto", "--clock", help="auto (thread CPU time at 1 thread, else wall) | wall | cpu"),
+        reference: Optional[bool] = typer.Option(None, "--reference/--no-reference",
+                                                 help="Time a fixed reference block beside every sample (the "
+                                                      "row's ratio; default on for ort and tflite)."),
         core: Optional[list[int]] = typer.Option(None, "--core", help="Pin timing to these cores (repeatable)."),
         device: Optional[str] = typer.Option(None, "--device", help="Device id (default <backend>-<cpu slug>)."),
         quant_format: str = typer.Option("qdq", "--quant-format", help="ort INT8 format: qdq | qoperator"),
@@ -112,7 +118,7 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
         get_sampler(sampler)
         opts = _backend_opts(backend, threads, repeats, warmup, max_cv, max_attempts, seed, core, xnnpack, quant_format,
-                             activation_type, benchmark_model, serial, min_sample_ms, clock)
+                             activation_type, benchmark_model, serial, min_sample_ms, clock, reference)
         from spaceevo.latency import get_backend
 
         be = get_backend(backend, **opts)  # validates the options before anything is built
