@@ -267,6 +267,19 @@ def sample_prior(limit: int | None = 100, seed: int = 0, kernels: Sequence[str] 
 
 
 # -- adaptive (nn-Meter's fine-grained sampling around the worst predictions) ----------------------
+def _measured(df, predictor) -> np.ndarray:
+    """The rows' latency in the statistic the predictor learned (``norm_ms``: ratio x its reference time)."""
+    target = getattr(predictor, "target", "median_ms")
+    if target == "norm_ms":
+        if "ratio" not in df.columns or df["ratio"].isna().any():
+            raise ValueError("sampler 'adaptive': the predictor learned norm_ms but the dataset's rows lack a "
+                             "ratio (profile with --reference)")
+        return df["ratio"].to_numpy(float) * float(predictor.reference_ms)
+    if target not in df.columns:
+        raise ValueError(f"sampler 'adaptive': the dataset lacks the predictor's target column {target!r}")
+    return df[target].to_numpy(float)
+
+
 @register_sampler("adaptive")
 def sample_adaptive(measurements=None, predictor=None, limit: int | None = 100, seed: int = 0, top: int = 10,
                     spread: tuple[float, float] = (0.5, 1.2), **_ignored) -> list[BlockUnit]:
@@ -287,7 +300,7 @@ def sample_adaptive(measurements=None, predictor=None, limit: int | None = 100, 
         raise ValueError("sampler 'adaptive': the dataset has no ok block rows to learn from")
     configs = [BlockConfig.parse(k) for k in df["key"]]
     pred = np.asarray(predictor.predict_blocks(configs), dtype=float)
-    y = df["median_ms"].to_numpy(float)
+    y = _measured(df, predictor)
     rel = np.abs(pred - y) / np.maximum(y, 1e-9)
     worst = np.argsort(-rel)[:max(1, top)]
     known = set(df["key"])

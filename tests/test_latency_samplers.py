@@ -133,3 +133,16 @@ def test_adaptive_samples_around_the_worst_predictions():
     assert not {u.key for u in new} & set(rows["key"])
     with pytest.raises(ValueError, match="needs a dataset"):
         sample_adaptive(None, pred)
+
+
+def test_adaptive_compares_in_the_predictors_own_statistic():
+    units = sample_space("onnxw", [160], limit=60, seed=0)
+    truth = np.linspace(0.1, 1.0, len(units))
+    # median_ms says every block is badly predicted; the learned statistic (ratio x 0.5 ms) says only ResNetSE
+    rows = pd.DataFrame({"kind": "block", "status": "ok", "key": [u.key for u in units], "median_ms": truth * 7,
+                         "ratio": truth / 0.5})
+    pred = _BiasedPredictor(dict(zip(rows["key"], truth)))
+    pred.target, pred.reference_ms = "norm_ms", 0.5
+    assert {u.type for u in sample_adaptive(rows, pred, limit=20, seed=0, top=3)} == {"ResNetSEBlock"}
+    with pytest.raises(ValueError, match="lack a ratio"):
+        sample_adaptive(rows.drop(columns="ratio"), pred)
