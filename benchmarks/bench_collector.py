@@ -43,7 +43,8 @@ def _profile(units: list, be, rounds: int, path: Path, dtype: str) -> tuple[dict
 
 
 def _rel(a: dict, b: dict, i: int) -> list[float]:
-    return [abs(a[k][i] - b[k][i]) / ((a[k][i] + b[k][i]) / 2) for k in b if k in a and np.isfinite(a[k][i])]
+    return [abs(a[k][i] - b[k][i]) / ((a[k][i] + b[k][i]) / 2) for k in b
+            if k in a and a[k][i] is not None and np.isfinite(float(a[k][i]))]
 
 
 def bench(backend: str, units: list, pairs: int, protocol: str, clock: str, min_sample_ms: float,

@@ -4,18 +4,19 @@ Run the stages (each resumable; measurements go into SQLite stores under ``--out
 
     python benchmarks/bench_predictor_accuracy.py blocks --out /tmp/p4     # the blocks of SPACE at r160, random order
     python benchmarks/bench_predictor_accuracy.py models --out /tmp/p4 --train-models 24   # whole subnets, seed 100
-    python benchmarks/bench_predictor_accuracy.py train --out /tmp/p4 --target min_ms     # unit hold-out / k-fold
+    python benchmarks/bench_predictor_accuracy.py train --out /tmp/p4 --target norm_ms    # unit hold-out / k-fold
     spaceevo validate --predictor /tmp/p4/pred-lgbm.json.gz --space SPACE --samples 50 --backend ort \
         --dtype int8 --resolution 160 --db /tmp/p4/val.db --recheck 10 --json  # 50 other subnets, seed 0
     python benchmarks/bench_predictor_accuracy.py score --out /tmp/p4      # every trained predictor on val.db
 
 Run the stages one after another (side by side they slow each other down); ``blocks`` measures in a
 seeded random order, so stopping it early leaves a uniform sample of the space's blocks. Measurements
-use the collector's interleaved rounds (``run_profile(rounds=...)``): each unit is converted once, then
-timed in ``--rounds`` short fresh sessions spread over the run. On a shared machine the between-session noise
-(CV ~12% here) dwarfs the noise inside a session, so ``min_ms`` (the fastest sample of all rounds) is a
-far steadier target than the median (unit-level k-fold +-10%: 88.6% vs 76.0%; model-level Kendall tau
-0.89 vs 0.78). The training subnets (seed 100) are disjoint from the validation subnets (seed 0).
+use the collector's protocol: interleaved rounds (``run_profile(rounds=...)``, each unit converted once,
+then timed in ``--rounds`` short fresh sessions spread over the run) with the reference block timed
+beside every sample (``--reference``, default on). On a shared machine whose speed changes from second
+to second, the ratio to the reference is the steady statistic, so the default target is ``norm_ms``
+(unit-level hold-out +-10% on 1,065 blocks: norm_ms 98.6%, median_ms 92.4%, min_ms 74.8%). The
+training subnets (seed 100) are disjoint from the validation subnets (seed 0).
 """
 
 from __future__ import annotations
