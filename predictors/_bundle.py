@@ -25,7 +25,7 @@ from ._fast import SubnetLatencyTable
 from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, config_key,
                         configs_from_frame, feature_schema)
 from ._metrics import latency_metrics
-from ._target import TARGETS, check_target, reference_ms, with_target
+from ._target import check_target, reference_ms, with_target
 
 log = logging.getLogger(__name__)
 
@@ -363,10 +363,7 @@ def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimato
         df = df[df["dtype"] == dtype]
     if df.empty:
         raise ValueError(f"no measurements for device={device!r} dtype={dtype!r}")
-    ref = None
-    if target == "norm_ms":
-        ok = df[df["status"].fillna("ok") == "ok"] if "status" in df.columns else df
-        ref = reference_ms(ok[ok["kind"] == "block"] if "kind" in ok.columns else ok)
+    ref = reference_ms(LatencyPredictor._block_rows(df)) if target == "norm_ms" else None
     cv = cross_validate_units(df, estimator=estimator, folds=cv_folds, seed=seed, estimator_params=estimator_params,
                               target=target, reference=ref) if cv_folds >= 2 else None
     pred = LatencyPredictor(device=device, dtype=dtype, estimator=estimator, estimator_params=estimator_params,
