@@ -99,13 +99,19 @@ class Backend(abc.ABC):
     def prepare(self, unit, dtype: str) -> Any:
         """Convert ``unit`` to the artifact that :meth:`time_once` runs (INT8 or FP32)."""
 
-    @abc.abstractmethod
-    def time_once(self, artifact: Any) -> TimingStats:
-        """One attempt: fresh session, warm-up, timed repeats."""
-
     def open_runner(self, artifact: Any) -> Callable[[], Any]:
-        """A callable that runs one inference of ``artifact`` in a session it keeps open (for the reference)."""
-        raise NotImplementedError(f"backend {self.name!r} does not open a runner")
+        """A callable that runs one inference of ``artifact`` in a fresh session it keeps open while referenced.
+
+        Local backends implement this; a backend that times elsewhere (a phone) overrides :meth:`time_once`.
+        """
+        raise NotImplementedError(f"backend {self.name!r} implements neither open_runner nor time_once")
+
+    def time_once(self, artifact: Any) -> TimingStats:
+        """One attempt: a fresh session pinned to the chosen cores, warm-up, timed repeats."""
+        from ._pinning import pinned
+
+        with pinned(self.pin_cores()):
+            return self.time_loop(self.open_runner(artifact))
 
     def reference_runner(self) -> tuple[Callable[[], Any], int] | None:
         """The reference block's runner and its loops per sample (opened once, warm), or None without reference."""

@@ -6,7 +6,6 @@ import importlib.util
 from typing import Any
 
 from ._backend import Backend, check_dtype
-from ._pinning import pinned
 from ._quantize import QUANT_FORMATS, QUANT_TYPES, _check, input_feeds, quantize_onnx_int8
 from ._stats import TimingStats
 
@@ -76,26 +75,13 @@ class OrtBackend(Backend):
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
     def open_runner(self, artifact: Any):
-        """One inference of ``artifact`` per call, in a session kept open."""
+        """One inference of ``artifact`` per call, in a fresh session (timed by the base ``time_once``)."""
         import onnx
 
         model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load_from_string(artifact)
         feeds = input_feeds(model, self.seed)
         run = self.session(model).run
         return lambda: run(None, feeds)
-
-    def time_once(self, artifact: Any) -> TimingStats:
-        """Fresh session pinned to the chosen cores; warm-up; ``repeats`` timed samples."""
-        import onnx
-
-        model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load_from_string(artifact)
-        feeds = input_feeds(model, self.seed)
-        with pinned(self.pin_cores()):
-            sess = self.session(model)
-            run = sess.run
-            stats = self.time_loop(lambda: run(None, feeds))
-            del sess
-        return stats
 
     def measure_model(self, model, dtype: str | None = None) -> TimingStats:
         """Time an ONNX model as given (already INT8 or FP32), or quantise it first with ``dtype='int8'``."""

@@ -49,9 +49,6 @@ class ClockBackend(Backend):
             self.now += artifact * (1.6 if slow else 1.0) / 1e3
         return run
 
-    def time_once(self, artifact) -> TimingStats:
-        return self.time_loop(self.open_runner(artifact))
-
 
 UNIT = BlockUnit(BlockConfig("MobileNetV2ResBlock", 20, 32, 48, 3, 4.0, 1, "relu6"))
 
