@@ -24,5 +24,16 @@ __all__ = [
 ]
 
 from ._profile import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, default_device, run_profile  # noqa: E402
+from ._samplers import (  # noqa: E402
+    fixed_block_configs,
+    get_sampler,
+    list_samplers,
+    random_subnets,
+    register_sampler,
+    space_block_configs,
+    subnet_units,
+)
 
-__all__ += ["ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP", "default_device", "run_profile"]
+__all__ += ["ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP", "default_device", "fixed_block_configs", "get_sampler",
+            "list_samplers", "random_subnets", "register_sampler", "run_profile", "space_block_configs",
+            "subnet_units"]

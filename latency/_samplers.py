@@ -5,6 +5,7 @@ Every sampler returns a list of units and takes an explicit ``seed``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 from functools import lru_cache
@@ -13,9 +14,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spaceevo.space import BlockConfig, conv_out_hw, get_hyperspace
+from spaceevo.space import BlockConfig, SearchSpace, conv_out_hw, get_hyperspace
 
-from ._units import BlockUnit, KernelUnit, get_kernel, list_kernels
+from ._units import BlockUnit, KernelUnit, SubnetUnit, get_kernel, list_kernels
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def _subset(units: list, limit: int | None, fraction: float | None, seed: int) -
 # -- space --------------------------------------------------------------------------------------
 def _stage_options(space: str):
     """(hyperspace, [(stage, [block choices], widths)]) for a hyperspace name or a search-space encoding."""
-    from spaceevo.space import SearchSpace
-
     if "-" in space:
         sp = SearchSpace.parse(space)
         return sp.hyperspace, [(st, [c], w) for st, c, w in sp.stage_options()]
@@ -85,10 +84,20 @@ def space_block_configs(space: str, resolutions: Sequence[int] | None = None,
     return list(_space_block_configs(*key))
 
 
-@lru_cache(maxsize=16)
+def fixed_block_configs(space: str, resolutions: Sequence[int] | None = None) -> list[BlockConfig]:
+    """The blocks of ``space`` whose stage has no block-type choice: first conv, stage0 and the head.
+
+    Every subnet of the space needs some of them, so a predictor without them cannot predict any subnet;
+    a profile that draws a subset of the space's blocks adds them (see :func:`sample_space`).
+    """
+    return list(_space_block_configs(space, tuple(resolutions) if resolutions else None, None, fixed_only=True))
+
+
+@lru_cache(maxsize=32)
 def _space_block_configs(space: str, resolutions: tuple[int, ...] | None,
-                         block_types: tuple[str, ...] | None) -> tuple[BlockConfig, ...]:
+                         block_types: tuple[str, ...] | None, fixed_only: bool = False) -> tuple[BlockConfig, ...]:
     h, options = _stage_options(space)
+    fixed_stages = (h.first_conv.name, h.stage0.name)
     res = list(resolutions) if resolutions else list(h.lut_resolutions)
     bad = [r for r in res if r not in h.resolutions]
     if bad:
@@ -101,7 +110,7 @@ def _space_block_configs(space: str, resolutions: tuple[int, ...] | None,
         for stage, choices, widths in options:
             out_hw = conv_out_hw(hw, 3, stage.stride)
             for choice in choices:
-                if wanted and choice.type not in wanted:
+                if (wanted and choice.type not in wanted) or (fixed_only and stage.name not in fixed_stages):
                     continue
                 positions = [(hw, stage.stride, prev_widths)]
                 if max(stage.depths) > 1:
@@ -128,13 +137,96 @@ def _space_block_configs(space: str, resolutions: tuple[int, ...] | None,
 @register_sampler("space")
 def sample_space(space: str = "onnxw", resolutions: Sequence[int] | None = None, limit: int | None = None,
                  fraction: float | None = None, seed: int = 0, block_types: Sequence[str] | None = None,
-                 kind: str = "block", **_ignored) -> list[BlockUnit]:
-    """Blocks that occur in a hyperspace at the given resolutions; a seeded fraction or limit of them."""
+                 kind: str = "block", fixed_blocks: bool = False, **_ignored) -> list[BlockUnit]:
+    """Blocks that occur in a hyperspace or search space at the given resolutions; a seeded fraction or limit.
+
+    With ``fixed_blocks`` the space's fixed blocks (:func:`fixed_block_configs`: first conv, stage0, head)
+    that the subset lacks are added after it, so a predictor trained on the subset can predict whole subnets.
+    """
     if kind != "block":
         raise ValueError(f"sampler 'space' draws blocks; kind={kind!r} is not allowed (use kind='block')")
     configs = space_block_configs(space, resolutions, block_types)
     log.info("%d distinct block configurations in %s at %s", len(configs), space, resolutions)
-    return [BlockUnit(c) for c in _subset(configs, limit, fraction, seed)]
+    chosen = _subset(configs, limit, fraction, seed)
+    if fixed_blocks:
+        have = set(chosen)
+        chosen += [c for c in fixed_block_configs(space, resolutions) if c not in have]
+    return [BlockUnit(c) for c in chosen]
+
+
+# -- subnets (what a predictor of whole subnets needs) ----------------------------------------------
+def random_subnets(space: str, n: int, resolutions: Sequence[int] | None = None, seed: int = 0) -> list[tuple]:
+    """``n`` random ``(SearchSpace, Subnet)`` pairs of a search space, or of a hyperspace's random search spaces.
+
+    Parameters
+    ----------
+    space : str
+        A search space (``onnxw-151122-023231``) or a hyperspace (``onnxw``: each subnet comes from a search
+        space drawn uniformly, block type and width window per stage).
+    n : int
+        Number of subnets (>= 0).
+    resolutions : sequence of int, optional
+        The i-th subnet takes ``resolutions[i % len(resolutions)]``; default: the resolution it was drawn with.
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    list of (SearchSpace, Subnet)
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"subnets={n!r} must be an integer >= 0")
+    h, _ = _stage_options(space)
+    res = list(resolutions or [])
+    bad = [r for r in res if r not in h.resolutions]
+    if bad:
+        raise ValueError(f"resolution={bad[0]} is not in {h.name} resolutions {list(h.resolutions)}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        if "-" in space:
+            sp = SearchSpace.parse(space)
+        else:
+            sp = SearchSpace(h, tuple(int(rng.integers(len(h.block_choices))) for _ in h.stages),
+                             tuple(int(rng.integers(st.n_windows)) for st in h.stages))
+        sub = sp.sample(1, seed=rng)[0]
+        if res:
+            sub = dataclasses.replace(sub, resolution=res[i % len(res)])
+        out.append((sp, sub))
+    return out
+
+
+def subnet_units(whole: Sequence[tuple], blocks_of: Sequence[tuple] = ()) -> list:
+    """Units for a predictor of whole subnets: every distinct block of the given subnets, then ``whole`` whole.
+
+    Parameters
+    ----------
+    whole : sequence of (space, subnet)
+        Subnets timed block by block *and* as whole models (the composition term learns from them).
+        ``space`` is a ``SearchSpace`` or its encoding, ``subnet`` a ``Subnet`` or its encoding.
+    blocks_of : sequence of (space, subnet)
+        Subnets whose blocks only are timed (held-out subnets, the published SpaceEvo subnets).
+
+    Returns
+    -------
+    list
+        ``BlockUnit`` of each distinct block (first seen first), then one ``SubnetUnit`` per ``whole`` item.
+    """
+    def parsed(items):
+        for sp, sub in items:
+            sp = sp if isinstance(sp, SearchSpace) else SearchSpace.parse(sp)
+            yield sp, (sp.parse_subnet(sub) if isinstance(sub, str) else sp.validate(sub))
+
+    whole = list(parsed(whole))
+    blocks: dict[BlockConfig, None] = {}
+    for sp, sub in whole + list(parsed(blocks_of)):
+        for b in sp.blocks(sub):
+            blocks.setdefault(b.config, None)
+    seen: dict[str, SubnetUnit] = {}
+    for sp, sub in whole:
+        u = SubnetUnit(str(sp), str(sub))
+        seen.setdefault(u.key, u)
+    return [BlockUnit(c) for c in blocks] + list(seen.values())
 
 
 # -- random -------------------------------------------------------------------------------------

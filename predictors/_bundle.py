@@ -20,6 +20,7 @@ import pandas as pd
 from spaceevo.space import BlockConfig, SearchSpace, Subnet
 
 from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params, tuned_lgbm_params
+from ._coverage import PLAIN_SUM_WARNING, block_type_coverage
 from ._composition import compose, fit_composition, identity_composition, per_block_values, terms_of
 from ._fast import SubnetLatencyTable
 from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, config_key,
@@ -142,6 +143,11 @@ class LatencyPredictor:
         if len(models):
             self.fit_composition(models)
         unit_pred = self.predict_blocks(configs)
+        spaces = [json.loads(c)["space"] if isinstance(c, str) else c["space"] for c in models["config"]] \
+            if len(models) and "config" in models.columns else []
+        missing, warnings = block_type_coverage(self.models, spaces)
+        if not len(models):
+            warnings.append(PLAIN_SUM_WARNING)
         self._manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "device": self.device, "dtype": self.dtype,
             "estimator": self.estimator, "estimator_params": self.estimator_params, "target": self.target,
@@ -150,7 +156,7 @@ class LatencyPredictor:
                                                              "n_model_rows": int(len(models)),
                                                              "block_types": sorted(self.models)},
             "metrics": {"unit_train": latency_metrics(y, unit_pred), **self._manifest.get("metrics", {})},
-            "composition": self.composition,
+            "composition": self.composition, "block_types_missing": missing, "warnings": warnings,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         return self
@@ -193,7 +199,8 @@ class LatencyPredictor:
         for t in sorted(set(types.tolist())):
             if t not in self.models:
                 raise ValueError(f"block type {t!r} has no model in this predictor (trained types: "
-                                 f"{sorted(self.models)}); profile {t} blocks and retrain")
+                                 f"{sorted(self.models)}; its manifest's block_types_missing lists what it "
+                                 f"lacks); profile {t} blocks and retrain")
             m = types == t
             model = self.models[t]
             out[m] = model.predict(X[m])
@@ -266,6 +273,11 @@ class LatencyPredictor:
 
     # -- artefact ------------------------------------------------------------------------------
     @property
+    def warnings(self) -> list[str]:
+        """What this predictor cannot answer well, found at training (manifest ``warnings``; empty if none)."""
+        return list(self._manifest.get("warnings") or [])
+
+    @property
     def manifest(self) -> dict:
         """Format version, device fingerprint, runtime versions, feature schema, dataset digest, metrics, time."""
         return dict(self._manifest)
@@ -278,11 +290,14 @@ class LatencyPredictor:
                 "models": {t: m.to_state() for t, m in sorted(self.models.items())}}
 
     def save(self, path: str | Path) -> Path:
-        """Write the predictor to one JSON file (gzip-compressed when ``path`` ends in ``.gz``)."""
+        """Write the predictor to one JSON file: plain text when ``path`` ends in ``.json``, else gzip-compressed.
+
+        The trees are text (LightGBM's own format), which compresses about 5x; ``load`` reads either.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), separators=(",", ":"))
-        if path.suffix == ".gz":
+        if path.suffix != ".json":
             with gzip.open(path, "wt", encoding="utf-8") as fh:
                 fh.write(text)
         else:

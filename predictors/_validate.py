@@ -186,7 +186,7 @@ def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples
            "rounds": rounds,
            "acc_10pct": m["acc_10pct"], "acc_5pct": m["acc_5pct"], "mape": m["mape"], "rmse_ms": m["rmse_ms"],
            "kendall_tau": m["kendall_tau"], "with_composition": m, "without_composition": raw,
-           "composition": pred.composition, "rows": rows}
+           "composition": pred.composition, "predictor_warnings": pred.warnings, "rows": rows}
     if recheck:
         again = remeasure_subnets(sp, subs[:recheck], backend=backend, dtype=dtype, threads=threads, repeats=repeats,
                                   statistic=statistic, rounds=rounds, seed=seed + 1, progress=progress,

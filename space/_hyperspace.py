@@ -72,6 +72,19 @@ class Hyperspace:
         return (self.first_conv, self.stage0, *self.stages)
 
     @property
+    def block_types(self) -> tuple[str, ...]:
+        """Every block type a subnet of this hyperspace can contain (fixed stages and head included), sorted."""
+        types = {self.first_conv_block.type, self.stage0_block.type, *(c.type for c in self.block_choices),
+                 "FinalExpandBlock", "FeatureMixBlock", "LogitsBlock"}
+        return tuple(sorted(types))
+
+    @property
+    def fixed_block_types(self) -> tuple[str, ...]:
+        """The block types every subnet contains: first conv, stage0 and the head, sorted."""
+        return tuple(sorted({self.first_conv_block.type, self.stage0_block.type, "FinalExpandBlock",
+                             "FeatureMixBlock", "LogitsBlock"}))
+
+    @property
     def size(self) -> int:
         """Number of distinct search spaces: (block types)^6 times the product of window counts."""
         return len(self.block_choices) ** len(self.stages) * math.prod(s.n_windows for s in self.stages)

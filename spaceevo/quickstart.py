@@ -16,40 +16,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spaceevo.latency._profile import ROUND_REPEATS, ROUNDS
-
-# The published SEQnet@vnni-A0 subnet of the SpaceEvo paper (SPACEEVO.md section 4).
-EXAMPLE_SPACE = "onnxw-151122-023231"
-EXAMPLE_SUBNET = ("d1#1#2#2#2#2#2#1_k3#3#3#3#3#3#3#3#3#3#3#3#3_w16#16#32#32#64#64#112#112#144#144#240#240#320_"
-                  "e0#0.5#4.0#4.0#1.0#1.0#4.0#4.0#4.0#4.0#4.0#4.0#4.0_r160")
+from spaceevo.latency import ROUND_REPEATS, ROUNDS
+from spaceevo.space import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets  # noqa: F401  (re-exported)
 
 
 def default_workdir() -> Path:
     """``$SPACEEVO_HOME/quickstart`` (default ``~/.cache/spaceevo/quickstart``)."""
     home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
     return Path(home) / "quickstart"
-
-
-def published_subnets(path: str | Path | None = None) -> list[dict]:
-    """The SpaceEvo authors' published subnets from ``search_result.yaml`` when it is found, else the example.
-
-    Looked up at ``path``, ``$SPACEEVO_SHARED_DATA/search_result.yaml`` or ``../shared/data/spaceevo``.
-    """
-    import yaml
-
-    candidates = [Path(path)] if path else []
-    if os.environ.get("SPACEEVO_SHARED_DATA"):
-        candidates.append(Path(os.environ["SPACEEVO_SHARED_DATA"]) / "search_result.yaml")
-    candidates.append(Path.cwd().parent / "shared" / "data" / "spaceevo" / "search_result.yaml")
-    for c in candidates:
-        if c.is_file():
-            doc = yaml.safe_load(c.read_text())
-            spaces = doc["specific_supernet_encoding_dict"]
-            return [{"name": name, "space": spaces[sp], "subnet": sn, "source": str(c)}
-                    for name, (sp, sn) in doc["specific_subnet_encoding_dict"].items()]
-    if path:
-        raise FileNotFoundError(f"--published {str(path)!r} does not exist")
-    return [{"name": "SEQnet@vnni-A0", "space": EXAMPLE_SPACE, "subnet": EXAMPLE_SUBNET, "source": "SPACEEVO.md"}]
 
 
 def _hyperspaces() -> list[dict]:
@@ -75,7 +49,7 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
     the whole ``test_subnets`` are timed only to score the predictor (they never enter training).
     """
     from spaceevo.datasets import LatencyStore
-    from spaceevo.latency import ROUND_WARMUP, BlockUnit, SubnetUnit, default_device, get_backend, run_profile
+    from spaceevo.latency import ROUND_WARMUP, SubnetUnit, default_device, get_backend, run_profile, subnet_units
     from spaceevo.predictors import install_predictor, latency_metrics, load_predictor, train_predictor, with_target
     from spaceevo.space import SearchSpace
 
@@ -106,17 +80,13 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
 
     train = at_res(sp.sample(train_subnets, seed=seed))
     test = at_res(sp.sample(test_subnets, seed=seed + 10_000))
-    pub = [item for item in published_subnets(published) if item["space"].startswith("onnxw")]
-    blocks: dict = {}
-    for space_, subs in [(sp, train + test)] + [(SearchSpace.parse(i["space"]), [i["subnet"]]) for i in pub]:
-        for s in subs:
-            for b in space_.blocks(space_.parse_subnet(str(s))):
-                blocks.setdefault(b.config, None)
-    units = [BlockUnit(c) for c in blocks] + [SubnetUnit(str(sp), str(s)) for s in train]
+    pub = published_subnets(published, hyperspace="onnxw")
+    units = subnet_units([(sp, s) for s in train], [(sp, s) for s in test] + [(i["space"], i["subnet"]) for i in pub])
+    n_blocks = sum(u.kind == "block" for u in units)
     backend = get_backend("ort", threads=1, repeats=repeats, warmup=ROUND_WARMUP, seed=seed, reference=True)
     device = default_device(backend)
     db = work / "latency.db"
-    log(f"1/3 profiling {len(blocks)} blocks (of {len(train) + len(test)} random subnets of {sp} at r{resolution} "
+    log(f"1/3 profiling {n_blocks} blocks (of {len(train) + len(test)} random subnets of {sp} at r{resolution} "
         f"and {len(pub)} published ones) and {len(train)} whole subnets on {device} (onnxruntime INT8, 1 thread) "
         f"-> {db}")
     with LatencyStore(db) as store:

@@ -36,6 +36,15 @@ def read_measurements(db: str, device: str | None = None, dtype: str | None = No
     return LatencyStore(path).read_measurements(device=device, dtype=dtype, kind=None, status="ok")
 
 
+def _only_device(df, db: str, dtype: str) -> str:
+    """The one device of the rows, or an error listing the devices to choose from."""
+    devices = sorted(set(df["device"].dropna().astype(str))) if "device" in df.columns else []
+    if len(devices) != 1:
+        found = f"devices {devices}" if devices else "no device"
+        raise ValueError(f"--device is needed: {db} holds {found} with {dtype} rows; pass --device ID")
+    return devices[0]
+
+
 def _metric_row(name: str, m: dict) -> list:
     return [name, m["n"], f"{m['rmse_ms']:.4f}", f"{m['mape']:.2f}", f"{m['acc_5pct']:.1f}", f"{m['acc_10pct']:.1f}",
             f"{m['kendall_tau']:.3f}"]
@@ -71,7 +80,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(db: str = typer.Option(..., "--db", help="latency store (SQLite) or its CSV/Parquet export"),
-              device: str = typer.Option(..., "--device", help="device id of the measurements"),
+              device: Optional[str] = typer.Option(None, "--device", help="device id of the measurements "
+                                                                          "(default: the store's only device)"),
               dtype: str = typer.Option("int8", "--dtype", help="int8 or fp32"),
               output: Path = typer.Option(..., "-o", "--output", help="predictor file to write (.json or .json.gz)"),
               estimator: str = typer.Option("lgbm", "--estimator", help="lgbm, rf (nn-Meter baseline) or lut"),
@@ -92,6 +102,10 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         df = read_measurements(db, device=device, dtype=dtype)
+        if device is None:
+            device = _only_device(df, db, dtype)
+            df = df[df["device"] == device]
+            sys.stderr.write(f"training on device {device!r} (the only device with {dtype} rows in {db})\n")
         if df.empty:
             raise ValueError(f"no measurements for --device {device!r} --dtype {dtype!r} in {db}")
         for extra in models_db or []:
@@ -107,11 +121,14 @@ def register(app: typer.Typer) -> None:
             fp = {"fingerprint_ids": ids}
         pred = train_predictor(df, device=device, dtype=dtype, estimator=estimator, fingerprint=fp,
                                source=str(db), cv_folds=folds, seed=seed, target=target)
-        pred.save(output)
-        data = {"predictor": str(output), **{k: pred.manifest[k] for k in ("device", "dtype", "estimator",
-                                                                             "dataset", "metrics", "composition")}}
-        emit(data, as_json, lambda d: (_render_metrics(f"trained {d['estimator']} predictor -> {d['predictor']}",
-                                                       d["metrics"]),
+        for w in pred.warnings:
+            sys.stderr.write(f"warning: {w}\n")
+        path = pred.save(output)
+        data = {"predictor": str(output), "bytes": path.stat().st_size,
+                **{k: pred.manifest[k] for k in ("device", "dtype", "estimator", "dataset", "metrics", "composition")},
+                "warnings": pred.warnings}
+        emit(data, as_json, lambda d: (_render_metrics(f"trained {d['estimator']} predictor of {d['device']} -> "
+                                                       f"{d['predictor']} ({d['bytes'] / 1e6:.2f} MB)", d["metrics"]),
                                        typer.echo(f"composition: {_composition_text(d['composition'])}")))
 
     @app.command("predict")
@@ -157,6 +174,10 @@ def register(app: typer.Typer) -> None:
         from spaceevo.predictors.spaceevo_builtin import predict_subnet_blocks
 
         data = predict_subnet_blocks(pred, space, subnet)
+        data["warnings"] = pred.warnings
+        if not as_json:
+            for w in pred.warnings:
+                sys.stderr.write(f"warning: {w}\n")
 
         def render(d):
             table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms; "
@@ -223,6 +244,8 @@ def register(app: typer.Typer) -> None:
                     f"{d['without_composition']['acc_5pct']:.1f}", f"{d['without_composition']['mape']:.2f}",
                     f"{d['without_composition']['kendall_tau']:.3f}"]])
             typer.echo(f"composition: {_composition_text(d['composition'])}")
+            for w in d["predictor_warnings"]:
+                typer.echo(f"warning (predictor): {w}")
             if "repeatability" in d:
                 r = d["repeatability"]
                 typer.echo(f"repeatability ({r['n']} subnets measured twice): median |difference| "

@@ -57,6 +57,35 @@ def _render_summary(s: dict) -> None:
             pct(s.get("median_round_cv")), s["seconds"]]])
 
 
+def _subnet_plan(space: str, resolution: list[int] | None, n: int, published: bool, published_file: Path | None,
+                 seed: int, sampler: str, kind: str) -> list:
+    """The units of ``--subnets N`` / ``--published``: the subnets' blocks, the fixed blocks, N subnets whole."""
+    import sys
+
+    from spaceevo.latency import BlockUnit, fixed_block_configs, random_subnets, subnet_units
+    from spaceevo.space import published_subnets
+
+    if sampler != "space" or kind != "block":
+        raise ValueError(f"--subnets/--published time blocks and whole subnets of --space; they do not combine with "
+                         f"--sampler {sampler!r} --kind {kind!r} (use the default --sampler space --kind block)")
+    if n < 0:
+        raise ValueError(f"--subnets {n} must be >= 0")
+    hyper = space.split("-", 1)[0]
+    whole = random_subnets(space, n, resolution, seed=seed)
+    pub = published_subnets(published_file, hyperspace=hyper) if published else []
+    units = subnet_units(whole, [(p["space"], p["subnet"]) for p in pub])
+    have = {u.key for u in units}
+    res = sorted({sub.resolution for _sp, sub in whole}) or resolution
+    fixed = [BlockUnit(c) for c in fixed_block_configs(space, res)] if res else []
+    n_blocks = sum(u.kind == "block" for u in units)
+    units = [u for u in units if u.kind == "block"] + [u for u in fixed if u.key not in have] + \
+        [u for u in units if u.kind == "model"]
+    sys.stderr.write(f"{n_blocks} blocks of {len(whole)} random subnets of {space}"
+                     + (f" and {len(pub)} published subnets" if published else "")
+                     + f", {len(units) - n_blocks - len(whole)} more fixed blocks, {len(whole)} subnets whole\n")
+    return units
+
+
 def register(app: typer.Typer) -> None:
     """Add ``profile``, ``devices``, the ``dataset`` group and the ``report`` group to ``app``."""
     dataset_app = typer.Typer(no_args_is_help=True, help="Inspect and export latency datasets.")
@@ -100,6 +129,17 @@ def register(app: typer.Typer) -> None:
                                                       help="adb: local path of TFLite's Android benchmark_model."),
         serial: Optional[str] = typer.Option(None, "--serial", help="adb: device serial."),
         predictor: Optional[str] = typer.Option(None, "--predictor", help="adaptive: trained predictor name or path."),
+        subnets: int = typer.Option(0, "--subnets", help="Time the blocks of N random subnets of --space and those N "
+                                                         "subnets whole (what a predictor of whole subnets needs: "
+                                                         "the composition term learns from them)."),
+        published: bool = typer.Option(False, "--published", help="Also time the blocks of the published SpaceEvo "
+                                                                  "subnets of --space's hyperspace."),
+        published_file: Optional[Path] = typer.Option(None, "--published-file",
+                                                      help="search_result.yaml for --published (default: "
+                                                           "../shared/data/spaceevo, else the paper's example)."),
+        fixed_blocks: bool = typer.Option(True, "--fixed-blocks/--no-fixed-blocks",
+                                          help="With --limit/--fraction, also time the space's fixed blocks "
+                                               "(first conv, stage0, head) that every subnet needs."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure failed units again."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Only count the units and what is left to do."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -142,7 +182,14 @@ def register(app: typer.Typer) -> None:
             n_all = len(space_block_configs(space, resolution))
             res = resolution or "LUT resolutions"
             sys.stderr.write(f"{n_all} distinct block configurations in {space} at {res}\n")
-        units = get_sampler(sampler)(**sample_opts)
+            sample_opts["fixed_blocks"] = fixed_blocks
+        if subnets or published:
+            units = _subnet_plan(space, resolution, subnets, published, published_file, seed, sampler, kind)
+            if limit is not None or fraction is not None:
+                have = {u.key for u in units}
+                units += [u for u in get_sampler(sampler)(**sample_opts) if u.key not in have]
+        else:
+            units = get_sampler(sampler)(**sample_opts)
         if dry_run:
             from spaceevo.datasets.store import LatencyStore
             from spaceevo.latency import default_device
