@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from spaceevo.cli import app, main
 
 runner = CliRunner()
-QUICK = ["--repeats", "5", "--warmup", "2", "--min-sample-ms", "0", "--rounds", "2", "--no-progress"]
+QUICK = ["--repeats", "5", "--warmup", "2", "--min-sample-ms", "0", "--rounds", "2", "--no-progress",
+         "--no-fixed-blocks"]
 SPACE = "onnxw-151122-023231"
 
 

@@ -86,7 +86,7 @@ def test_run_profile_argument_errors(tmp_path):
 
 PROFILE_ARGS = ["profile", "--backend", "ort", "--dtype", "int8", "--dtype", "fp32", "--space", "onnxw-151122-023231",
                 "--resolution", "160", "--limit", "25", "--repeats", "5", "--warmup", "2", "--min-sample-ms", "0",
-                "--no-progress", "--json"]
+                "--no-progress", "--no-fixed-blocks", "--json"]
 
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
