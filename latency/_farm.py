@@ -73,7 +73,7 @@ def _message(exc: BaseException) -> str:
 
 
 # -- connecting ------------------------------------------------------------------------------------
-def _check_address(address: str) -> None:
+def check_address(address: str) -> None:
     """Fail fast, with the fix, when nothing answers at ``host:port``."""
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
@@ -110,6 +110,8 @@ def connect(address: str, devices: Sequence[DeviceSpec], num_cpus: int | None = 
         the ``ray start --resources`` flag that adds it).
     """
     ray = import_ray()
+    if address not in ("local", "auto"):
+        check_address(address)
     started = False
     if not ray.is_initialized():
         opts: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
@@ -119,8 +121,6 @@ def connect(address: str, devices: Sequence[DeviceSpec], num_cpus: int | None = 
         if address == "local":
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=pool_resources(list(devices)), **opts)
         else:
-            if address != "auto":
-                _check_address(address)
             try:
                 ray.init(address=address, **opts)
             except ConnectionError as exc:
