@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 INSTANCE_FIELDS: tuple[str, ...] = ("pinned_cores", "allowed_cores", "serial")
 MAX_FAILURES = 3  # failures in a row (dead worker, timing errors) before a device is quarantined
 WAIT_S = 300.0  # how long a dataset waits for a lost device to come back
+LOCAL_OBJECT_STORE = 512 * 1024 ** 2  # a local cluster's object store: converted models are small
 
 
 def import_ray():
@@ -119,7 +120,8 @@ def connect(address: str, devices: Sequence[DeviceSpec], num_cpus: int | None = 
         if runtime_env:
             opts["runtime_env"] = runtime_env
         if address == "local":
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=pool_resources(list(devices)), **opts)
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=pool_resources(list(devices)),
+                     object_store_memory=LOCAL_OBJECT_STORE, **opts)
         else:
             try:
                 ray.init(address=address, **opts)
