@@ -522,6 +522,12 @@ class _Farm:
                 if dev.status == "ok" and dev.lost_since is not None and now - dev.lost_since > self.wait_s:
                     self.quarantine(dev, f"did not come back within {self.wait_s:g} s after its worker died")
 
+    def settle(self) -> None:
+        """After the loop: timing errors of devices that were not quarantined are the units' own (failed rows)."""
+        for dev in self.devices:
+            if dev.status == "ok" and dev.deferred:
+                self.clear_streak(dev)
+
     def on_ready(self, dev: _Device) -> None:
         try:
             self.ray.get(dev.ready_ref)
@@ -701,6 +707,7 @@ def run_farm(units: Iterable, devices: Sequence[DeviceSpec], dtypes: Sequence[st
         farm.start_progress(progress and any(g.pending for g in farm.groups.values()))
         try:
             farm.loop()
+            farm.settle()
         finally:
             farm.stop_progress()
     finally:

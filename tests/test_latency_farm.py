@@ -178,8 +178,11 @@ def test_a_device_that_keeps_failing_is_quarantined_and_its_units_go_to_the_othe
     units = _units(6)
     pool = [DeviceSpec("fake-a", "farmfake", cores=(0,), options={"broken": True}),
             DeviceSpec("fake-b", "fake", cores=(1,))]
-    s = _farm(units, pool, tmp_path / "farm.db", max_failures=2)
-    assert s["quarantined"] == ["fake-a"] and (s["ok"], s["failed"], s["pending"]) == (6, 0, 0)
+    bad = {"fail_key": units[4].key}  # a unit that cannot be converted: a failed row, as in a single process
+    s = _farm(units, pool, tmp_path / "farm.db", max_failures=2, backend_opts={"fake": bad, "farmfake": bad})
+    assert s["quarantined"] == ["fake-a"] and (s["ok"], s["failed"], s["pending"]) == (5, 1, 0)
+    failed = _rows(tmp_path / "farm.db").set_index("key").loc[units[4].key]
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: cannot convert"
     with LatencyStore(tmp_path / "farm.db") as st:
         status = st.device_status()
     assert status["fake-a"]["status"] == "quarantined"
@@ -333,3 +336,9 @@ def test_cli_without_ray(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     code, _out, err = _cli([*CLI, "--ray", "local", "--db", str(tmp_path / "e.db")], capsys)
     assert code == 2 and "pip install 'spaceevo[farm]'" in err
+
+
+def test_importing_the_collector_and_the_cli_does_not_import_ray():
+    code = "import sys, spaceevo.latency, spaceevo.cli; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
