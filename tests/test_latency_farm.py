@@ -144,7 +144,7 @@ register_backend("farmfake", "farm_helpers:FarmFakeBackend")
 pool = [DeviceSpec("fake-a", "farmfake", cores=(0,)), DeviceSpec("fake-b", "farmfake", cores=(1,))]
 with LatencyStore({db!r}) as st:
     run_farm(_units(10), pool, ["int8"], db=st, address={address!r}, rounds=3, progress=False,
-             backend_opts={{"farmfake": {{"sleep_s": 0.05}}}}, runtime_env={{"env_vars": {{"PYTHONPATH": {tests!r}}}}})
+             backend_opts={{"farmfake": {{"sleep_s": 0.1}}}}, runtime_env={{"env_vars": {{"PYTHONPATH": {tests!r}}}}})
 """
 
 
