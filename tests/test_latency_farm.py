@@ -118,17 +118,18 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(cluster, t
     units = _units(8)
     marker = tmp_path / "killed"
     pool = [DeviceSpec("fake-a", "farmfake", cores=(0,), options={"kill_at": 4, "marker": str(marker)}),
-            DeviceSpec("fake-b", "fake", cores=(1,))]
+            DeviceSpec("fake-b", "fake", cores=(1,)), DeviceSpec("ort-0", "ort", cores=(0,))]
     s = _farm(units, pool, tmp_path / "farm.db", rounds=3)
     assert marker.exists()  # the worker of fake-a SIGKILLed itself mid-chunk
     devs = {d["name"]: d for d in s["devices"]}
     assert devs["fake-a"]["failures"] == 1 and devs["fake-a"]["status"] == "ok"
-    assert (s["ok"], s["failed"], s["pending"]) == (8, 0, 0)
-    device = s["datasets"][0]["device"]
-    _same_rows(_rows(tmp_path / "farm.db"), _single(units, tmp_path / "one.db", device, rounds=3))
-    assert _round_count(tmp_path / "farm.db") == (24, 24)
+    assert (s["ok"], s["failed"], s["pending"]) == (16, 0, 0)
+    fake = next(d["device"] for d in s["datasets"] if d["backend"] == "fake")
+    _same_rows(_rows(tmp_path / "farm.db", fake), _single(units, tmp_path / "one.db", fake, rounds=3))
+    assert _round_count(tmp_path / "farm.db") == (48, 48)  # 8 units x 3 rounds x 2 datasets, each once
+    assert _rows(tmp_path / "farm.db")[["key", "device"]].duplicated().sum() == 0
     again = _farm(units, pool, tmp_path / "farm.db", rounds=3)
-    assert (again["measured"], again["skipped"]) == (0, 8)
+    assert (again["measured"], again["skipped"]) == (0, 16)
 
 
 DRIVER = """
