@@ -23,7 +23,8 @@ from pathlib import Path
 
 from spaceevo.datasets import LatencyStore
 from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, get_backend, run_profile
-from spaceevo.latency._farm import connect, run_farm
+from spaceevo.latency._farm import run_farm
+from spaceevo.latency._farm_cluster import connect
 from spaceevo.latency._pool import DeviceSpec
 from spaceevo.latency._samplers import sample_space
 

@@ -12,28 +12,28 @@ finished round back. The driver is the only writer of the store: it commits each
 and the unit's row when its last round is in, exactly as :func:`~._profile.run_profile` does. A worker
 or node that dies loses only its round in flight: the chunk's unfinished units go back to the queue of
 the dataset (another device of the same fingerprint, or this one when it comes back); a device that
-keeps failing is quarantined, with the reason, in the store. Ray is imported only here, when a farm runs.
+keeps failing is quarantined, with the reason, in the store. Ray is imported only when a farm runs
+(:mod:`._farm_cluster`); the workers run :mod:`._farm_worker`.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import math
-import os
-import socket
 import statistics
 import time
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._backend import _BACKENDS, check_dtype, get_backend, register_backend
+from ._backend import _BACKENDS, check_dtype, get_backend
+from ._farm_cluster import connect, import_ray
+from ._farm_worker import DeviceWorker, _convert, _message
 from ._fingerprint import fingerprint_id
-from ._pool import DeviceSpec, pool_resources
-from ._profile import _check_store, _Run, default_device
+from ._pool import DeviceSpec
+from ._profile import _check_store, _Run
 from ._stats import TimingStats
 
 log = logging.getLogger(__name__)
@@ -42,17 +42,6 @@ log = logging.getLogger(__name__)
 INSTANCE_FIELDS: tuple[str, ...] = ("pinned_cores", "allowed_cores", "serial")
 MAX_FAILURES = 3  # failures in a row (dead worker, timing errors) before a device is quarantined
 WAIT_S = 300.0  # how long a dataset waits for a lost device to come back
-LOCAL_OBJECT_STORE = 512 * 1024 ** 2  # a local cluster's object store: converted models are small
-
-
-def import_ray():
-    """Ray, or an ImportError that says how to get it."""
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("profiling on Ray (--ray) needs Ray, the optional 'farm' extra: "
-                          "pip install 'spaceevo[farm]'") from None
-    return ray
 
 
 def model_fingerprint(fp: dict) -> dict:
@@ -60,168 +49,6 @@ def model_fingerprint(fp: dict) -> dict:
     out = {k: v for k, v in fp.items() if k not in INSTANCE_FIELDS}
     out["n_pinned_cores"] = len(fp.get("pinned_cores") or [])
     return out
-
-
-def _cause(exc: BaseException) -> BaseException:
-    """The user's exception inside a Ray error, when there is one."""
-    return getattr(exc, "cause", None) or exc
-
-
-def _message(exc: BaseException) -> str:
-    cause = _cause(exc)
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()[:2000]
-
-
-# -- connecting ------------------------------------------------------------------------------------
-def check_address(address: str) -> None:
-    """Fail fast, with the fix, when nothing answers at ``host:port``."""
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--ray {address!r} is not an address; use HOST:PORT (the head's 'ray start --head' "
-                         "address, e.g. 10.0.0.5:6379), 'auto' (a cluster started on this host) or 'local'")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise ValueError(f"--ray {address!r}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
-                         f"'ray start --head --port={port}' on {host}, or try --ray local") from None
-
-
-def connect(address: str, devices: Sequence[DeviceSpec], num_cpus: int | None = None,
-            runtime_env: dict | None = None) -> bool:
-    """Connect to (or start) the Ray cluster and check it has every device's resource; True when we started it.
-
-    Parameters
-    ----------
-    address : str
-        ``'local'`` (start a cluster on this machine with the devices' resources; reuse one this process
-        already runs), ``'auto'`` (a cluster started on this host with ``ray start``) or ``HOST:PORT``.
-    devices : sequence of DeviceSpec
-        The pool; every device's resource ``spaceevo:<name>`` must exist in the cluster.
-    num_cpus : int or None
-        CPUs of a local cluster (conversion tasks take one each); default: this machine's.
-    runtime_env : dict or None
-        Ray runtime environment of the job (e.g. ``{"env_vars": {"PYTHONPATH": ...}}``).
-
-    Raises
-    ------
-    ValueError
-        An address that does not answer, or a cluster without a device's resource (the message names it and
-        the ``ray start --resources`` flag that adds it).
-    """
-    ray = import_ray()
-    if address not in ("local", "auto"):
-        check_address(address)
-    started = False
-    if not ray.is_initialized():
-        opts: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                                "log_to_driver": False, "configure_logging": True}
-        if runtime_env:
-            opts["runtime_env"] = runtime_env
-        if address == "local":
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=pool_resources(list(devices)),
-                     object_store_memory=LOCAL_OBJECT_STORE, **opts)
-        else:
-            try:
-                ray.init(address=address, **opts)
-            except ConnectionError as exc:
-                raise ValueError(f"--ray {address!r}: no Ray cluster found ({str(exc).splitlines()[0]}); start one "
-                                 "with 'ray start --head', pass its HOST:PORT, or try --ray local") from None
-        started = True
-    have = ray.cluster_resources()
-    for d in devices:
-        if have.get(d.resource, 0) < 1:
-            where = f" on {d.host}" if d.host else ""
-            flag = json.dumps(pool_resources([d]))
-            if started:
-                ray.shutdown()
-            raise ValueError(f"pool entry {d.name!r}: the Ray cluster has no resource {d.resource!r}; start the "
-                             f"node that owns the device{where} with: ray start --address=HEAD:6379 "
-                             f"--resources='{flag}' (or run with --ray local)")
-    return started
-
-
-# -- the remote side -------------------------------------------------------------------------------
-_WORKER_BACKENDS: dict[str, Any] = {}
-
-
-def _worker_backend(backend: str, target: str, opts: dict):
-    """A backend instance in a Ray worker (registered there first when it is a plug-in), cached per options."""
-    if _BACKENDS.get(backend) != target:
-        register_backend(backend, target)
-    key = json.dumps([backend, opts], sort_keys=True, default=str)
-    if key not in _WORKER_BACKENDS:
-        _WORKER_BACKENDS[key] = get_backend(backend, **opts)
-    return _WORKER_BACKENDS[key]
-
-
-def _convert(backend: str, target: str, opts: dict, unit, dtype: str):
-    """Conversion task (runs anywhere): the artifact a device times."""
-    return _worker_backend(backend, target, opts).prepare(unit, dtype)
-
-
-class DeviceWorker:
-    """The actor that holds one device: times chunks of units under the protocol and streams every round."""
-
-    def __init__(self, name: str, backend: str, target: str, opts: dict) -> None:
-        if _BACKENDS.get(backend) != target:
-            register_backend(backend, target)
-        self.name = name
-        self.be = get_backend(backend, **opts)
-
-    def ready(self, dtypes: list[str], rounds: int) -> dict:
-        """Check the device (raises naming what is missing) and describe it: fingerprints, default id, pid."""
-        self.be.require()
-        fps = {}
-        for d in dtypes:
-            fp = self.be.fingerprint(d)
-            if rounds > 1:
-                fp["protocol"]["rounds"] = rounds
-            fps[d] = fp
-        return {"pid": os.getpid(), "host": socket.gethostname(), "fingerprints": fps,
-                "default_device": default_device(self.be), "threads": self.be.threads, "backend": self.be.name}
-
-    def run_chunk(self, items: list, refs: list, have: list, rounds: int, seed: list):
-        """Time ``items`` (unit, dtype) in ``rounds`` interleaved rounds; yields one event per round or failure.
-
-        ``refs`` are the conversion results (ObjectRefs, fetched when first needed); ``have[i]`` are the rounds
-        of item ``i`` already stored. Events: ``("round", i, r, stats)``, ``("error", i, message, stage)`` and
-        last ``("done", timing_s, waiting_s)``.
-        """
-        import ray
-
-        rng = np.random.default_rng(seed)
-        arts: dict[int, Any] = {}
-        dropped: set[int] = set()
-        busy = wait = 0.0
-        for r in range(rounds):
-            for i in rng.permutation(len(items)):
-                i = int(i)
-                if i in dropped or r in have[i]:
-                    continue
-                if i not in arts:
-                    t0 = time.perf_counter()
-                    try:
-                        arts[i] = ray.get(refs[i][0])
-                    except Exception as exc:  # conversion failed: recorded as failed, as run_profile does
-                        wait += time.perf_counter() - t0
-                        dropped.add(i)
-                        yield ("error", i, _message(exc), "convert")
-                        continue
-                    wait += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                try:
-                    stats = self.be.measure_artifact(arts[i])
-                except Exception as exc:  # a timing error: the driver decides (unit or device)
-                    busy += time.perf_counter() - t0
-                    dropped.add(i)
-                    del arts[i]
-                    yield ("error", i, _message(exc), "time")
-                    continue
-                busy += time.perf_counter() - t0
-                yield ("round", i, r, stats)
-        yield ("done", busy, wait)
 
 
 # -- the driver ------------------------------------------------------------------------------------

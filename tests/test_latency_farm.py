@@ -42,7 +42,7 @@ def _units(n: int) -> list[BlockUnit]:
 def cluster():
     """One local Ray cluster (2 CPUs, the devices' resources) for the module; the fake backends registered."""
     ray = pytest.importorskip("ray", reason="the farm tests need Ray: pip install -e '.[farm]'")
-    from spaceevo.latency._farm import connect
+    from spaceevo.latency._farm_cluster import connect
 
     register_backend("fake", "fake_backend:FakeBackend")
     register_backend("farmfake", "farm_helpers:FarmFakeBackend")
@@ -216,7 +216,7 @@ def test_an_adb_serial_that_is_not_connected_names_the_entry_and_the_fix(cluster
 
 def test_a_ray_address_that_does_not_answer(cluster, tmp_path):
     with pytest.raises(ValueError, match=r"--ray '127.0.0.1:9': no Ray cluster answers there .*ray start --head"):
-        from spaceevo.latency._farm import connect
+        from spaceevo.latency._farm_cluster import connect
 
         connect("127.0.0.1:9", [DeviceSpec("fake-a", "fake")])
     with pytest.raises(ValueError, match="--ray 'nowhere' is not an address; use HOST:PORT"):
@@ -276,7 +276,7 @@ def test_pool_file_reading(tmp_path):
 
 
 def test_without_ray_the_error_says_how_to_get_it(monkeypatch):
-    from spaceevo.latency._farm import import_ray
+    from spaceevo.latency._farm_cluster import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"needs Ray, the optional 'farm' extra: pip install 'spaceevo\[farm\]'"):

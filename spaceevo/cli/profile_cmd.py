@@ -68,7 +68,7 @@ def _farm_pool(backend: str, ray_address: str | None, pool: str | None, core: li
     if dry_run:
         raise ValueError("--dry-run does not combine with --ray/--pool (the datasets depend on the devices' "
                          "fingerprints); run without --dry-run, a rerun skips what is done")
-    from spaceevo.latency._farm import check_address, import_ray
+    from spaceevo.latency._farm_cluster import check_address, import_ray
     from spaceevo.latency._pool import load_pool, local_pool
 
     import_ray()
