@@ -25,6 +25,7 @@ COLUMNS: tuple[str, ...] = (
     *STAT_FIELDS, "status", "error", "fingerprint_id", "seed", "created_at",
 )
 STATUSES: tuple[str, ...] = ("ok", "failed")
+DEVICE_STATUSES: tuple[str, ...] = ("ok", "quarantined")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +55,10 @@ CREATE TABLE IF NOT EXISTS rounds (
     kind TEXT NOT NULL, key TEXT NOT NULL, device TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
     round INTEGER NOT NULL, stats TEXT NOT NULL, created_at TEXT NOT NULL,
     UNIQUE (kind, key, device, dtype, threads, round)
+);
+CREATE TABLE IF NOT EXISTS farm_devices (
+    name TEXT PRIMARY KEY, device TEXT, backend TEXT NOT NULL, fingerprint_id TEXT,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'quarantined')), reason TEXT, updated_at TEXT NOT NULL
 );
 """
 _MIGRATIONS = {  # from version -> statements that bring a store to the next version
@@ -191,6 +196,35 @@ class LatencyStore:
         for kind, key, rnd, stats in self.conn.execute(sql, (device, dtype, int(threads))):
             out.setdefault((kind, key), {})[int(rnd)] = json.loads(stats)
         return out
+
+    def set_device_status(self, name: str, backend: str, status: str = "ok", reason: str | None = None,
+                          device: str | None = None, fingerprint_id: str | None = None) -> None:
+        """Record a farm device's state: ``ok``, or ``quarantined`` with the reason (the last state is kept).
+
+        Parameters
+        ----------
+        name : str
+            The device's name in the pool file.
+        backend : str
+            Its backend.
+        status : str
+            ``'ok'`` or ``'quarantined'``.
+        reason : str or None
+            Why it was quarantined.
+        device, fingerprint_id : str or None
+            The dataset (rows' device id) and the fingerprint it times for.
+        """
+        _check("status", status, DEVICE_STATUSES)
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO farm_devices VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (name, device, backend, fingerprint_id, status, reason, _now()))
+
+    def device_status(self) -> dict[str, dict]:
+        """The farm devices recorded in this store: ``{name: {device, backend, fingerprint_id, status, reason}}``."""
+        sql = ("SELECT name, device, backend, fingerprint_id, status, reason, updated_at FROM farm_devices "
+               "ORDER BY name")
+        return {n: {"device": d, "backend": b, "fingerprint_id": f, "status": s, "reason": r, "updated_at": u}
+                for n, d, b, f, s, r, u in self.conn.execute(sql)}
 
     # -- reading -------------------------------------------------------------------------------
     def done(self, device: str, dtype: str, threads: int, include_failed: bool = True) -> set[tuple[str, str]]:

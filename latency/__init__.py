@@ -37,3 +37,8 @@ from ._samplers import (  # noqa: E402
 __all__ += ["ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP", "default_device", "fixed_block_configs", "get_sampler",
             "list_samplers", "random_subnets", "register_sampler", "run_profile", "space_block_configs",
             "subnet_units"]
+
+from ._farm import run_farm  # noqa: E402  (Ray is imported only when a farm runs)
+from ._pool import DeviceSpec, load_pool, local_pool  # noqa: E402
+
+__all__ += ["DeviceSpec", "load_pool", "local_pool", "run_farm"]

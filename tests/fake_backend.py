@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from spaceevo.latency import Backend, BlockUnit, TimingStats
-from spaceevo.predictors._synthetic import synthetic_block_ms
 from spaceevo.space import SearchSpace
 
 
@@ -41,6 +40,8 @@ class FakeBackend(Backend):
         if unit.key == self.fail_key:
             raise RuntimeError("cannot convert")
         self.prepared.append(unit.key)
+        from spaceevo.predictors._synthetic import synthetic_block_ms  # here: timing workers never import sklearn
+
         if isinstance(unit, BlockUnit):
             return synthetic_block_ms(unit.block)
         sp = SearchSpace.parse(unit.space)

@@ -158,3 +158,16 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
     con.close()
+
+
+def test_farm_device_status_is_kept_per_device(tmp_path):
+    with LatencyStore(tmp_path / "x.db") as st:
+        assert st.device_status() == {}
+        st.set_device_status("pixel-a", "adb", "ok", device="adb-pixel-7", fingerprint_id="abc")
+        st.set_device_status("pixel-a", "adb", "quarantined", "3 failures in a row; last: AdbError: gone",
+                             device="adb-pixel-7", fingerprint_id="abc")
+        got = st.device_status()["pixel-a"]
+        assert (got["status"], got["reason"], got["device"]) == ("quarantined", "3 failures in a row; last: "
+                                                                "AdbError: gone", "adb-pixel-7")
+        with pytest.raises(ValueError, match=r"status='lost' is not in \['ok', 'quarantined'\]"):
+            st.set_device_status("pixel-a", "adb", "lost")

@@ -57,6 +57,40 @@ def _render_summary(s: dict) -> None:
             pct(s.get("median_round_cv")), s["seconds"]]])
 
 
+def _farm_pool(backend: str, ray_address: str | None, pool: str | None, core: list[int] | None,
+               serial: str | None, dry_run: bool) -> list | None:
+    """The devices of ``--ray/--pool`` (None without them); Ray's presence and the pool file checked first."""
+    if ray_address is None and pool is None:
+        return None
+    if core or serial:
+        raise ValueError("--core/--serial do not combine with --ray/--pool: set cores and serial per device in the "
+                         "pool file (--pool local: one device per core)")
+    if dry_run:
+        raise ValueError("--dry-run does not combine with --ray/--pool (the datasets depend on the devices' "
+                         "fingerprints); run without --dry-run, a rerun skips what is done")
+    from spaceevo.latency._farm_cluster import check_address, import_ray
+    from spaceevo.latency._pool import load_pool, local_pool
+
+    import_ray()
+    if ray_address not in (None, "local", "auto"):
+        check_address(ray_address)
+    return local_pool(backend) if pool in (None, "local") else load_pool(pool)
+
+
+def _render_farm(s: dict) -> None:
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    table(f"farm profile: {len(s['devices'])} devices, {s['rounds']} rounds a unit, {s['seconds']} s -> {s['db']}",
+          ["dataset (device id)", "backend", "devices", "to do", "skipped", "ok", "failed", "pending", "median CV",
+           "round CV"],
+          [[d["device"], d["backend"], ", ".join(d["devices"]), d["total"], d["skipped"], d["ok"], d["failed"],
+            d["pending"], pct(d["median_cv"]), pct(d["median_round_cv"])] for d in s["datasets"]])
+    table("devices", ["device", "host", "dataset", "status", "units", "rounds", "timing (s)", "failures", "reason"],
+          [[d["name"], d["host"] or "", d["dataset"] or "", d["status"], d["units"], d["rounds"], d["timing_s"],
+            d["failures"], d["reason"] or ""] for d in s["devices"]])
+
+
 def _subnet_plan(space: str, resolution: list[int] | None, n: int, published: bool, published_file: Path | None,
                  seed: int, sampler: str, kind: str) -> list:
     """The units of ``--subnets N`` / ``--published``: the subnets' blocks, the fixed blocks, N subnets whole."""
@@ -140,6 +174,12 @@ def register(app: typer.Typer) -> None:
         fixed_blocks: bool = typer.Option(True, "--fixed-blocks/--no-fixed-blocks",
                                           help="With --limit/--fraction, also time the space's fixed blocks "
                                                "(first conv, stage0, head) that every subnet needs."),
+        ray_address: Optional[str] = typer.Option(None, "--ray", help="Profile on a Ray cluster: local (start one "
+                                                                     "here), auto (the one started on this host "
+                                                                     "with 'ray start') or HOST:PORT of its head."),
+        pool: Optional[str] = typer.Option(None, "--pool", help="Devices to time on with --ray: a pool file "
+                                                                "(farm.yaml), or local (one --backend device per "
+                                                                "core of this host; the default)."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure failed units again."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Only count the units and what is left to do."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -157,6 +197,7 @@ def register(app: typer.Typer) -> None:
         if kind not in ("block", "kernel"):
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
         get_sampler(sampler)
+        farm = _farm_pool(backend, ray_address, pool, core, serial, dry_run)
         opts = _backend_opts(backend, threads, repeats, warmup, max_cv, max_attempts, seed, core, xnnpack, quant_format,
                              activation_type, benchmark_model, serial, min_sample_ms, clock, reference)
         from spaceevo.latency import get_backend
@@ -190,6 +231,19 @@ def register(app: typer.Typer) -> None:
                 units += [u for u in get_sampler(sampler)(**sample_opts) if u.key not in have]
         else:
             units = get_sampler(sampler)(**sample_opts)
+        if farm is not None:
+            from spaceevo.datasets.store import LatencyStore
+            from spaceevo.latency._farm import run_farm
+
+            common = {name: _backend_opts(name, threads, repeats, warmup, max_cv, max_attempts, seed, None, xnnpack,
+                                          quant_format, activation_type, benchmark_model, None, min_sample_ms, clock,
+                                          reference) for name in {d.backend for d in farm}}
+            with LatencyStore(db) as store:
+                summary = run_farm(units, farm, dtypes, db=store, address=ray_address or "local", backend_opts=common,
+                                   device=device, seed=seed, rounds=rounds, retry_failed=retry_failed,
+                                   progress=progress and not as_json)
+            emit(summary, as_json, _render_farm)
+            return
         if dry_run:
             from spaceevo.datasets.store import LatencyStore
             from spaceevo.latency import default_device
