@@ -26,6 +26,7 @@ from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_
                         configs_from_frame, feature_schema)
 from ._metrics import latency_metrics
 from ._target import check_target, reference_ms, with_target
+from . import spaceevo_builtin  # noqa: F401,E402  (registers the "spaceevo-lut" estimator of the built-ins)
 
 log = logging.getLogger(__name__)
 
