@@ -48,7 +48,7 @@ def cache_dir(kind: str) -> Path:
 
 def cache_enabled() -> bool:
     """False when ``$SPACEEVO_NO_CACHE`` is set to anything but ``''``/``0``: every query then computes afresh."""
-    return os.environ.get(NO_CACHE_ENV, "").strip() not in ("", "0")
+    return os.environ.get(NO_CACHE_ENV, "").strip() in ("", "0")
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -92,6 +92,7 @@ def save_arrays(path: str | Path, key: str, arrays: Mapping[str, np.ndarray]) ->
             np.savez(f, **{_KEY: np.array(key)}, **{k: np.asarray(v) for k, v in arrays.items()})
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         try:

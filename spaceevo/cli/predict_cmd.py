@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._profile import ROUNDS
+from spaceevo.latency._protocol import ROUNDS
 
 from ._common import JsonOpt, emit, table
 
@@ -125,13 +125,13 @@ def register(app: typer.Typer) -> None:
                 fmt: str = typer.Option("csv", "--format", help="output of --file: csv or jsonl"),
                 as_json: bool = JsonOpt) -> None:
         """Predict the latency of a subnet (with per-block latencies), of many subnets, or of one block."""
-        from spaceevo.predictors import load_predictor
-
         chosen = sum(x is not None for x in (subnet, file, block))
         if chosen != 1:
             raise ValueError("give exactly one of SUBNET, --file or --block")
-        pred = load_predictor(predictor)
         if block is not None:
+            from spaceevo.predictors import load_predictor
+
+            pred = load_predictor(predictor)
             cfg = _parse_block(block)
             lat, src = pred.predict_blocks([cfg], return_source=True)
             data = {**cfg.as_dict(), "block": cfg.to_string(), "latency_ms": float(lat[0]), "source": str(src[0])}
@@ -139,13 +139,16 @@ def register(app: typer.Typer) -> None:
             return
         if space is None:
             raise ValueError("--space is required with SUBNET or --file")
+        # SUBNET and --file are answered from the compiled (predictor, space) table: NumPy only once it is cached
+        from spaceevo.predictors._query import compiled_subnet_table
+
         if file is not None:
             if fmt not in ("csv", "jsonl"):
                 raise ValueError(f"--format {fmt!r} is not one of ['csv', 'jsonl']")
             if not file.is_file():
                 raise FileNotFoundError(f"--file {str(file)!r} does not exist")
             lines = [ln.strip() for ln in file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-            lat = pred.predict_subnets(space, lines)
+            lat = compiled_subnet_table(predictor, space).predict_subnets(lines)
             if fmt == "jsonl" or as_json:
                 for s, v in zip(lines, lat):
                     sys.stdout.write(json.dumps({"subnet": s, "latency_ms": float(v)}) + "\n")
@@ -154,9 +157,7 @@ def register(app: typer.Typer) -> None:
                 for s, v in zip(lines, lat):
                     sys.stdout.write(f"{s},{v:.6f}\n")
             return
-        from spaceevo.predictors.spaceevo_builtin import predict_subnet_blocks
-
-        data = predict_subnet_blocks(pred, space, subnet)
+        data = compiled_subnet_table(predictor, space).predict_subnet(subnet)
 
         def render(d):
             table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms; "
