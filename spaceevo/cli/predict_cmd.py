@@ -12,6 +12,7 @@ import typer
 from spaceevo.latency._protocol import ROUNDS
 
 from ._common import JsonOpt, emit, table
+from ._queries import predict_subnet
 
 # Sub-app for predictor management; other modules add commands with ``@predictors_app.command(...)``.
 predictors_app = typer.Typer(no_args_is_help=True, help="Registered latency predictors (built-in and user).")
@@ -157,16 +158,7 @@ def register(app: typer.Typer) -> None:
                 for s, v in zip(lines, lat):
                     sys.stdout.write(f"{s},{v:.6f}\n")
             return
-        data = compiled_subnet_table(predictor, space).predict_subnet(subnet)
-
-        def render(d):
-            table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms; "
-                  f"{d['n_extrapolated']} extrapolated blocks, {d['extrapolated_ms']:.3f} ms)",
-                  ["stage", "block", "hw", "cin", "cout", "k", "e", "s", "latency (ms)", "source"],
-                  [[b["stage"], b["type"], b["hw"], b["cin"], b["cout"], b["k"], f"{b['e']:g}", b["stride"],
-                    f"{b['latency_ms']:.4f}", b["source"] + (" (extrapolated)" if b["extrapolated"] else "")]
-                   for b in d["blocks"]])
-        emit(data, as_json, render)
+        predict_subnet(subnet, space, predictor, as_json)
 
     @app.command("eval")
     def evaluate(predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),
