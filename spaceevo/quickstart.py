@@ -26,8 +26,9 @@ EXAMPLE_SUBNET = ("d1#1#2#2#2#2#2#1_k3#3#3#3#3#3#3#3#3#3#3#3#3_w16#16#32#32#64#6
 
 def default_workdir() -> Path:
     """``$SPACEEVO_HOME/quickstart`` (default ``~/.cache/spaceevo/quickstart``)."""
-    home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
-    return Path(home) / "quickstart"
+    from spaceevo.predictors._cache import spaceevo_home
+
+    return spaceevo_home() / "quickstart"
 
 
 def published_subnets(path: str | Path | None = None) -> list[dict]:
