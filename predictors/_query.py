@@ -161,4 +161,102 @@ def predict_subnets_cached(predictor: str | Path, space: SearchSpace | str,
     return compiled_subnet_table(predictor, space).predict_subnets(subnets)
 
 
-__all__ = ["CompiledSubnetTable", "compiled_subnet_table", "predict_subnet_cached", "predict_subnets_cached"]
+# -- one block: the look-up part of a predictor ------------------------------------------------
+LOOKUP_KIND = "block-lookups"
+_CONFIG_COLS = 7  # hw, cin, cout, k, e, stride, act_id: the key of a spaceevo-lut table row
+
+
+@dataclass
+class CompiledLookup:
+    """The exact tables of a predictor's look-up models (``spaceevo-lut``): config key rows and log latency."""
+
+    feature_version: int
+    tables: dict[str, tuple[np.ndarray, np.ndarray]]  # block type -> (keys (n, 7) float64, log ms (n,))
+
+    @classmethod
+    def compile(cls, pred) -> "CompiledLookup":
+        """The recovered rows of every non-synthetic ``spaceevo-lut`` model of ``pred``."""
+        tables = {}
+        for t, model in pred.models.items():
+            table = getattr(model, "table_", None)
+            if not isinstance(table, dict) or getattr(model, "synthetic_", False) or \
+                    type(model).__name__ != "SpaceEvoLutRegressor":
+                continue
+            keys = np.array([np.frombuffer(k, dtype=np.float64) for k in table], dtype=np.float64)
+            tables[t] = (keys.reshape(-1, _CONFIG_COLS), np.array(list(table.values()), dtype=np.float64))
+        return cls(int(pred.feature_version), tables)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays of a cache file: the type names, then ``keys_<i>`` and ``log_<i>`` per type."""
+        out = {"types": np.array(sorted(self.tables), dtype=str), "feature_version": np.array(self.feature_version)}
+        for i, t in enumerate(sorted(self.tables)):
+            out[f"keys_{i}"], out[f"log_{i}"] = self.tables[t]
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> "CompiledLookup":
+        """Rebuild from a cache file's arrays; wrong shapes raise ``ValueError``."""
+        tables = {}
+        for i, t in enumerate(str(x) for x in a["types"]):
+            keys, log_ms = a[f"keys_{i}"], a[f"log_{i}"]
+            if keys.ndim != 2 or keys.shape[1] != _CONFIG_COLS or log_ms.shape != (len(keys),):
+                raise ValueError(f"look-up table of {t} has shapes {keys.shape} and {log_ms.shape}")
+            tables[t] = (keys.astype(np.float64), log_ms.astype(np.float64))
+        return cls(int(a["feature_version"]), tables)
+
+    def predict_block(self, cfg) -> tuple[float, str] | None:
+        """``(latency_ms, 'lookup')`` when ``cfg`` is a row of its type's table, else ``None`` (a model must run).
+
+        The value is what ``LatencyPredictor.predict_blocks([cfg], return_source=True)`` gives: the model's
+        table value ``v`` (log ms) through the same ``np.exp`` of a one-element array.
+        """
+        found = self.tables.get(cfg.type)
+        if found is None:
+            return None
+        from ._features import block_features
+
+        keys, log_ms = found
+        key = np.round(block_features([cfg], self.feature_version)[:, :_CONFIG_COLS], 4)[0]
+        hit = np.flatnonzero((keys.view(np.int64) == key.view(np.int64)).all(axis=1))  # byte-exact, as the model
+        if not len(hit):
+            return None
+        ly = np.full(1, log_ms[hit[-1]])  # the model's dict keeps the last of duplicate keys
+        return float(np.exp(ly)[0]), "lookup"
+
+
+def compiled_lookup(predictor: str | Path) -> CompiledLookup:
+    """The compiled look-up part of a predictor (registered name or file): from the cache, or built."""
+    path = predictor_path(predictor)
+    if not cache_enabled():
+        from ._registry import load_predictor
+
+        return CompiledLookup.compile(load_predictor(path))
+    digest = file_digest(path)
+    key = cache_key(LOOKUP_KIND, digest, _code_digest())
+    fpath = cache_dir(LOOKUP_KIND) / f"{path.name.split('.')[0]}-{digest[:16]}.npz"
+    arrays = load_arrays(fpath, key, required=("types", "feature_version"))
+    if arrays is not None:
+        try:
+            return CompiledLookup.from_arrays(arrays)
+        except (ValueError, KeyError, TypeError) as exc:
+            invalid(fpath, f"{type(exc).__name__}: {exc}")
+    from ._registry import load_predictor
+
+    compiled = CompiledLookup.compile(load_predictor(path))
+    save_arrays(fpath, key, compiled.to_arrays())
+    return compiled
+
+
+def predict_block_cached(predictor: str | Path, cfg) -> tuple[float, str]:
+    """``(latency_ms, source)`` of one block: from the compiled look-up tables, else from the loaded predictor."""
+    hit = compiled_lookup(predictor).predict_block(cfg)
+    if hit is not None:
+        return hit
+    from ._registry import load_predictor
+
+    lat, src = load_predictor(predictor).predict_blocks([cfg], return_source=True)
+    return float(lat[0]), str(src[0])
+
+
+__all__ = ["CompiledLookup", "CompiledSubnetTable", "compiled_lookup", "compiled_subnet_table", "predict_block_cached",
+           "predict_subnet_cached", "predict_subnets_cached"]

@@ -105,6 +105,27 @@ def test_builtin_predictor_cached_equals_uncached(capsys):
                           pred.predict_subnets(SPACE, subs))
 
 
+BLOCK_HIT = "MobileNetV2ResBlock hw=40 cin=32 cout=48 k=3 e=4 s=2 act=relu6"  # a recovered table row
+BLOCK_MISS = "MobileNetV2ResBlock hw=41 cin=33 cout=48 k=3 e=4 s=2 act=relu6"  # the model's
+
+
+@pytest.mark.parametrize("predictor", ["vnni-ort-int8", "synthetic"])
+def test_predict_block_cached_equals_uncached(predictor, pred_file, capsys):
+    name = str(pred_file) if predictor == "synthetic" else predictor
+    pred = load_predictor(name)
+    from spaceevo.space import BlockConfig
+
+    for block, source in ((BLOCK_HIT, "lookup"), (BLOCK_MISS, "model")):
+        cfg = BlockConfig.parse(block)
+        lat, src = pred.predict_blocks([cfg], return_source=True)
+        ref = {**cfg.as_dict(), "block": cfg.to_string(), "latency_ms": float(lat[0]), "source": str(src[0])}
+        for _ in range(2):  # cold, then warm
+            assert _cli_json(["predict", "--block", block, "--predictor", name, "--json"], capsys) == ref
+        res = runner.invoke(app, ["predict", "--block", block, "-p", name, "--json"])
+        assert res.exit_code == 0 and json.loads(res.stdout) == ref
+        assert ref["source"] == (source if predictor != "synthetic" else "model")
+
+
 def test_no_cache_env_writes_nothing(pred_file, monkeypatch):
     monkeypatch.setenv("SPACEEVO_NO_CACHE", "1")
     pred = load_predictor(pred_file)
@@ -271,6 +292,10 @@ def test_table_only_prediction_imports_no_heavy_module(pred_file, synth_luts, tm
             assert out
             assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
             assert "typer" not in mods and "pydantic" not in mods
+    block = ["predict", "--block", BLOCK_HIT, "--predictor", "vnni-ort-int8", "--json"]
+    _modules_after(block, env)
+    mods, out = _modules_after(block, env)
+    assert json.loads(out)["source"] == "lookup" and not mods & set(HEAVY), sorted(mods & set(HEAVY))
     mods, out = _modules_after(["--help"], env)
     assert "predict" in out and "qt-score" in out
     assert not mods & {"numpy", *HEAVY}, sorted(mods & {"numpy", *HEAVY})

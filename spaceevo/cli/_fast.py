@@ -24,9 +24,12 @@ class _Spec(NamedTuple):
 
 
 def _predict(**kw: Any) -> None:
-    from ._queries import predict_subnet
+    from ._queries import predict_block, predict_subnet
 
-    predict_subnet(kw["subnet"], kw["space"], kw["predictor"], kw["as_json"])
+    if kw.get("block") is not None:
+        predict_block(kw["block"], kw["predictor"], kw["as_json"])
+    else:
+        predict_subnet(kw["subnet"], kw["space"], kw["predictor"], kw["as_json"])
 
 
 def _qt_score(**kw: Any) -> None:
@@ -40,6 +43,10 @@ _SPECS = {
     "predict": _Spec(("subnet",), {"--space": ("space", str, False), "--predictor": ("predictor", str, False),
                                    "-p": ("predictor", str, False)},
                      {"--json": "as_json"}, ("space", "predictor"), {"as_json": False}, _predict),
+    # --block needs neither SUBNET nor --space
+    "predict --block": _Spec((), {"--predictor": ("predictor", str, False), "-p": ("predictor", str, False),
+                                  "--block": ("block", str, False)},
+                             {"--json": "as_json"}, ("block", "predictor"), {"as_json": False}, _predict),
     "qt-score": _Spec(("space",), {"--lut-dir": ("lut_dir", Path, False), "--constraint": ("constraint", float, True),
                                    "--predictor": ("predictor", str, False), "--latency": ("latency", str, False),
                                    "--samples": ("samples", int, False), "--seed": ("seed", int, False),
@@ -54,7 +61,8 @@ def parse(argv: list[str]) -> tuple[_Spec, dict[str, Any]] | None:
     """The command's spec and its parameters, or ``None`` when the typer app should handle ``argv``."""
     if not argv or argv[0] not in _SPECS:
         return None
-    spec = _SPECS[argv[0]]
+    block = argv[0] == "predict" and any(a == "--block" or a.startswith("--block=") for a in argv)
+    spec = _SPECS["predict --block" if block else argv[0]]
     values: dict[str, Any] = dict(spec.defaults)
     given: set[str] = set()
     positional: list[str] = []

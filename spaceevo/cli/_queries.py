@@ -11,6 +11,28 @@ from pathlib import Path
 from ._output import emit, table
 
 
+def _parse_block(text: str):
+    from spaceevo.space import BlockConfig
+
+    try:
+        return BlockConfig.parse(text)
+    except TypeError as exc:  # a field is missing
+        raise ValueError(f"--block {text!r} must look like 'MobileNetV2ResBlock hw=112 cin=16 cout=32 k=3 e=4 s=2 "
+                         f"act=relu6' ({exc})") from None
+
+
+def predict_block(block: str, predictor: str, as_json: bool) -> None:
+    """``spaceevo predict --block B --predictor P``: the compiled look-up part, else the predictor's model."""
+    from spaceevo.predictors._query import predict_block_cached
+    from spaceevo.predictors._registry import predictor_path
+
+    predictor_path(predictor)  # a missing predictor is the first error, as when it was loaded first
+    cfg = _parse_block(block)
+    lat, src = predict_block_cached(predictor, cfg)
+    data = {**cfg.as_dict(), "block": cfg.to_string(), "latency_ms": lat, "source": src}
+    emit(data, as_json, lambda d: sys.stdout.write(f"{d['block']}: {d['latency_ms']:.4f} ms ({d['source']})\n"))
+
+
 def predict_subnet(subnet: str, space: str, predictor: str, as_json: bool) -> None:
     """``spaceevo predict SUBNET --space S --predictor P``: from the compiled (predictor, space) table."""
     from spaceevo.predictors._query import compiled_subnet_table

@@ -12,7 +12,7 @@ import typer
 from spaceevo.latency._protocol import ROUNDS
 
 from ._common import JsonOpt, emit, table
-from ._queries import predict_subnet
+from ._queries import predict_block, predict_subnet
 
 # Sub-app for predictor management; other modules add commands with ``@predictors_app.command(...)``.
 predictors_app = typer.Typer(no_args_is_help=True, help="Registered latency predictors (built-in and user).")
@@ -54,16 +54,6 @@ def _composition_text(c: dict) -> str:
 
     terms = " + ".join(f"{v:.4g} * sum({k})" for k, v in terms_of(c).items())
     return f"latency = {terms} + {c.get('offset_ms', 0.0):.4f} ms ({c.get('n_models', 0)} whole subnets)"
-
-
-def _parse_block(text: str):
-    from spaceevo.space import BlockConfig
-
-    try:
-        return BlockConfig.parse(text)
-    except TypeError as exc:  # a field is missing
-        raise ValueError(f"--block {text!r} must look like 'MobileNetV2ResBlock hw=112 cin=16 cout=32 k=3 e=4 s=2 "
-                         f"act=relu6' ({exc})") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -130,13 +120,7 @@ def register(app: typer.Typer) -> None:
         if chosen != 1:
             raise ValueError("give exactly one of SUBNET, --file or --block")
         if block is not None:
-            from spaceevo.predictors import load_predictor
-
-            pred = load_predictor(predictor)
-            cfg = _parse_block(block)
-            lat, src = pred.predict_blocks([cfg], return_source=True)
-            data = {**cfg.as_dict(), "block": cfg.to_string(), "latency_ms": float(lat[0]), "source": str(src[0])}
-            emit(data, as_json, lambda d: typer.echo(f"{d['block']}: {d['latency_ms']:.4f} ms ({d['source']})"))
+            predict_block(block, predictor, as_json)
             return
         if space is None:
             raise ValueError("--space is required with SUBNET or --file")
