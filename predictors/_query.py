@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 KIND = "subnet-tables"
 _ARRAYS = ("latency", "params_m", "composed", "source_names", "source", "extrapolated", "composition",
-           "resolutions")
+           "resolutions", "warnings")
 
 
 def _code_digest() -> str:
@@ -51,6 +51,7 @@ class CompiledSubnetTable:
     source: np.ndarray
     extrapolated: np.ndarray
     composition: dict
+    warnings: list[str]  # the predictor's manifest warnings (what it cannot answer well)
 
     @classmethod
     def from_arrays(cls, space: SearchSpace, a: dict[str, np.ndarray]) -> "CompiledSubnetTable":
@@ -64,15 +65,18 @@ class CompiledSubnetTable:
                 (n and int(a["source"].max()) >= len(names)):
             raise ValueError("source or extrapolated flags do not fit the table")
         comp = json.loads(str(a["composition"]))
-        if not isinstance(comp, dict):
-            raise ValueError("the composition is not a JSON object")
-        return cls(space, table, composed, names, a["source"].astype(np.int64), a["extrapolated"].astype(bool), comp)
+        warns = json.loads(str(a["warnings"]))
+        if not isinstance(comp, dict) or not isinstance(warns, list):
+            raise ValueError("the composition or the warnings are not JSON of the right kind")
+        return cls(space, table, composed, names, a["source"].astype(np.int64), a["extrapolated"].astype(bool), comp,
+                   [str(w) for w in warns])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The arrays of a cache file (no Python objects: loadable with ``allow_pickle=False``)."""
         return {"latency": self.table.latency, "params_m": self.table.params_m, "composed": self.composed.latency,
                 "source_names": np.array(self.source_names, dtype=str), "source": self.source.astype(np.uint8),
                 "extrapolated": self.extrapolated, "composition": np.array(json.dumps(self.composition)),
+                "warnings": np.array(json.dumps(self.warnings)),
                 "resolutions": np.array(self.table.resolutions, dtype=np.int64)}
 
     @classmethod
@@ -87,7 +91,8 @@ class CompiledSubnetTable:
             raise ValueError("more than 255 distinct block sources")
         code = {s: i for i, s in enumerate(names)}
         return cls(space, raw, pred.composed_table(space), names, np.array([code[s] for s in src], dtype=np.int64),
-                   np.asarray(extra, dtype=bool), dict(pred.composition))
+                   np.asarray(extra, dtype=bool), dict(pred.composition),
+                   [str(w) for w in pred.manifest.get("warnings") or []])
 
     # -- queries -------------------------------------------------------------------------------
     def predict_subnet(self, subnet: Subnet | str) -> dict:

@@ -78,7 +78,8 @@ def test_predict_subnet_cached_equals_uncached(pred_file, capsys):
     fast = _cli_json(["predict", SEQNET, "--space", SPACE, "--predictor", str(pred_file), "--json"], capsys)
     res = runner.invoke(app, ["predict", SEQNET, "--space", SPACE, "-p", str(pred_file), "--json"])
     assert res.exit_code == 0, res.output
-    assert fast == json.loads(res.stdout) == json.loads(json.dumps(predict_subnet_blocks(pred, SPACE, SEQNET)))
+    ref = {**predict_subnet_blocks(pred, SPACE, SEQNET), "warnings": list(pred.manifest.get("warnings") or [])}
+    assert fast == json.loads(res.stdout) == json.loads(json.dumps(ref))
 
 
 def test_predict_file_cached_equals_uncached(pred_file, tmp_path):
@@ -100,7 +101,7 @@ def test_builtin_predictor_cached_equals_uncached(capsys):
     for sn in subs:
         assert json.dumps(first.predict_subnet(sn)) == json.dumps(predict_subnet_blocks(pred, SPACE, sn))
     assert _cli_json(["predict", SEQNET, "--space", SPACE, "--predictor", "vnni-ort-int8", "--json"], capsys) == \
-        json.loads(json.dumps(predict_subnet_blocks(pred, SPACE, SEQNET)))
+        json.loads(json.dumps({**predict_subnet_blocks(pred, SPACE, SEQNET), "warnings": []}))
     assert np.array_equal(compiled_subnet_table("vnni-ort-int8", SPACE).predict_subnets(subs),
                           pred.predict_subnets(SPACE, subs))
 
@@ -353,3 +354,15 @@ def test_vectorised_encode_matches_one_by_one(pred_file):
     with pytest.raises(ValueError, match="r=161"):
         table.encode([replace(bad, resolution=161)])
     assert [a.shape for a in table.encode([])] == [(0,), (0, table.n_stages), (0, table.n_stages, table.max_depth)]
+
+
+def test_predictor_warnings_are_reported_from_the_cache(pred_file, tmp_path, capsys):
+    path = tmp_path / "warned.json"
+    pred = load_predictor(pred_file)
+    pred._manifest["warnings"] = ["no FusedMBConvResBlock model: profile those blocks"]
+    pred.save(path)
+    args = ["predict", SEQNET, "--space", SPACE, "--predictor", str(path)]
+    for _ in range(2):  # cold, then warm
+        assert _cli_json(args + ["--json"], capsys)["warnings"] == pred._manifest["warnings"]
+    main(args)
+    assert "warning: no FusedMBConvResBlock model" in capsys.readouterr().err

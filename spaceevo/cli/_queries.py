@@ -37,7 +37,12 @@ def predict_subnet(subnet: str, space: str, predictor: str, as_json: bool) -> No
     """``spaceevo predict SUBNET --space S --predictor P``: from the compiled (predictor, space) table."""
     from spaceevo.predictors._query import compiled_subnet_table
 
-    data = compiled_subnet_table(predictor, space).predict_subnet(subnet)
+    compiled = compiled_subnet_table(predictor, space)
+    data = compiled.predict_subnet(subnet)
+    data["warnings"] = list(compiled.warnings)  # the predictor's manifest warnings, as the model path reports them
+    if not as_json:
+        for w in compiled.warnings:
+            sys.stderr.write(f"warning: {w}\n")
 
     def render(d):
         table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms; "
