@@ -8,7 +8,8 @@ Issue 17's goals (warm: the compiled cache under ``$SPACEEVO_HOME`` already buil
 
 Each case runs alternately with the yardstick (A B A B ...) after one untimed warm-up pair; the ratio is
 taken pair by pair (so drifting machine speed cancels) and the median is reported, with min and max. The
-first calls, which build the caches in a fresh ``$SPACEEVO_HOME``, are timed once each. Run::
+first calls, which build the caches in a fresh ``$SPACEEVO_HOME``, are timed once each. The package's
+bytecode is written first (``--no-compile`` skips it), as an installed package has it. Run::
 
     python benchmarks/bench_cli.py [--runs 15] [--lut-dir ../shared/data/spaceevo/block_lut]
 """
@@ -16,6 +17,8 @@ first calls, which build the caches in a fresh ``$SPACEEVO_HOME``, are timed onc
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import os
 import shutil
 import statistics
@@ -45,6 +48,19 @@ def _wall(cmd: list[str], env: dict) -> float:
     return wall
 
 
+PACKAGES = ("spaceevo", "spaceevo.cli", "spaceevo.space", "spaceevo.latency", "spaceevo.datasets", "spaceevo.predictors",
+            "spaceevo.search")
+
+
+def compile_sources() -> None:
+    """Write the package's bytecode, as installing a wheel does (an editable install under
+    ``PYTHONDONTWRITEBYTECODE=1`` would otherwise compile every module from source in every process)."""
+    for name in PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(folder, maxlevels=0, quiet=1)
+
+
 def paired(a: list[str], b: list[str], runs: int, env: dict) -> dict:
     """Median, min and max of A's wall time, B's, and of the pairwise ratio A/B."""
     _wall(a, env), _wall(b, env)
@@ -64,7 +80,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15, help="timed pairs per case")
     ap.add_argument("--lut-dir", default=str(here.parent / "shared" / "data" / "spaceevo" / "block_lut"))
     ap.add_argument("--predictor", default="vnni-ort-int8")
+    ap.add_argument("--no-compile", action="store_true", help="do not write the package's bytecode first")
     args = ap.parse_args()
+    if not args.no_compile:
+        compile_sources()
 
     home = Path(tempfile.mkdtemp(prefix="spaceevo-bench-home-"))
     env = {**os.environ, "SPACEEVO_HOME": str(home)}
