@@ -81,7 +81,7 @@ class SubnetLatencyTable:
         # vectorised encoding: per field, the sorted values of every stage and each one's position per stage
         self._enc = {}
         for field, grids in (("k", self._k), ("w", self._w), ("e", self._e)):
-            vals = np.unique(np.array([v for g in grids for v in g], dtype=np.float64))
+            vals = np.array(sorted({float(v) for g in grids for v in g}), dtype=np.float64)  # np.unique loads np.ma
             pos = np.full((self.n_stages, len(vals)), -1, dtype=np.int64)
             for s, g in enumerate(grids):
                 for i, v in enumerate(g):
