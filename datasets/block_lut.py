@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from spaceevo.space import BlockConfig, Hyperspace, conv_out_hw, get_hyperspace
 
 LUT_COLUMNS = ["config", "input_shape", "loss", "flops_m", "params_m", "latency_ms"]
+if TYPE_CHECKING:  # pandas loads only when a table is read, not for the file names and config strings
+    import pandas as pd
+
 _FILE_RE = re.compile(r"^stage(\d)_(\d)_(\d)\.csv$")
 
 
@@ -47,8 +49,10 @@ def lut_files(lut_dir: str | Path, hyperspace: str) -> dict[LutKey, Path]:
     return out
 
 
-def read_lut(path: str | Path) -> pd.DataFrame:
+def read_lut(path: str | Path) -> "pd.DataFrame":
     """One table as a DataFrame with typed columns plus ``cin`` and ``hw`` from the input shape."""
+    import pandas as pd
+
     df = pd.read_csv(path, header=None, names=LUT_COLUMNS, dtype={"config": str, "input_shape": str})
     if df.shape[1] != len(LUT_COLUMNS) or df["latency_ms"].isna().any():
         raise ValueError(f"{path}: expected {len(LUT_COLUMNS)} columns {LUT_COLUMNS} and no empty cells")

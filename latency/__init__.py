@@ -1,44 +1,44 @@
-"""INT8 latency collector: units, backends (ort, tflite, adb), timing protocol, samplers and profiling runs."""
+"""INT8 latency collector: units, backends (ort, tflite, adb), timing protocol, samplers and profiling runs.
 
-from ._backend import DTYPES, Backend, backend_class, check_dtype, get_backend, list_backends, register_backend
-from ._fingerprint import cpu_isa_features, cpu_slug, fingerprint_id, host_facts, parse_cpuinfo
-from ._quantize import RandomCalibrationReader, input_feeds, quantize_onnx_int8
-from ._stats import TimingStats
-from ._units import (
-    BlockUnit,
-    KernelUnit,
-    SubnetUnit,
-    Unit,
-    get_kernel,
-    list_kernels,
-    make_kernel,
-    make_unit,
-    register_kernel,
-)
+Names are imported on first use (PEP 562): ``import spaceevo.latency`` (e.g. for the protocol's defaults in
+``_protocol``) loads no numerical library.
+"""
 
-__all__ = [
-    "DTYPES", "Backend", "BlockUnit", "KernelUnit", "RandomCalibrationReader", "SubnetUnit", "TimingStats", "Unit",
-    "backend_class", "check_dtype", "cpu_isa_features", "cpu_slug", "fingerprint_id", "get_backend", "get_kernel",
-    "host_facts", "input_feeds", "list_backends", "list_kernels", "make_kernel", "make_unit", "parse_cpuinfo",
-    "quantize_onnx_int8", "register_backend", "register_kernel",
-]
+from __future__ import annotations
 
-from ._profile import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, default_device, run_profile  # noqa: E402
-from ._samplers import (  # noqa: E402
-    fixed_block_configs,
-    get_sampler,
-    list_samplers,
-    random_subnets,
-    register_sampler,
-    space_block_configs,
-    subnet_units,
-)
+import importlib
+from typing import Any
 
-__all__ += ["ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP", "default_device", "fixed_block_configs", "get_sampler",
-            "list_samplers", "random_subnets", "register_sampler", "run_profile", "space_block_configs",
-            "subnet_units"]
+from ._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 
-from ._farm import run_farm  # noqa: E402  (Ray is imported only when a farm runs)
-from ._pool import DeviceSpec, load_pool, local_pool  # noqa: E402
+# name -> private module that defines it; loaded on first access
+_LAZY = {
+    **dict.fromkeys(("DTYPES", "Backend", "backend_class", "check_dtype", "get_backend", "list_backends",
+                     "register_backend"), "._backend"),
+    **dict.fromkeys(("cpu_isa_features", "cpu_slug", "fingerprint_id", "host_facts", "parse_cpuinfo"),
+                    "._fingerprint"),
+    **dict.fromkeys(("RandomCalibrationReader", "input_feeds", "quantize_onnx_int8"), "._quantize"),
+    "TimingStats": "._stats",
+    **dict.fromkeys(("BlockUnit", "KernelUnit", "SubnetUnit", "Unit", "get_kernel", "list_kernels", "make_kernel",
+                     "make_unit", "register_kernel"), "._units"),
+    **dict.fromkeys(("default_device", "run_profile"), "._profile"),
+    **dict.fromkeys(("fixed_block_configs", "get_sampler", "list_samplers", "random_subnets", "register_sampler",
+                     "space_block_configs", "subnet_units"), "._samplers"),
+    "run_farm": "._farm",  # Ray itself is imported only when a farm runs
+    **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
+}
 
-__all__ += ["DeviceSpec", "load_pool", "local_pool", "run_farm"]
+__all__ = sorted({*_LAZY, "ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"})
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,15 +11,12 @@ import numpy as np
 
 from ._backend import Backend, check_dtype, get_backend
 from ._fingerprint import cpu_slug, fingerprint_id
+from ._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 from ._stats import TimingStats
 
 log = logging.getLogger(__name__)
 
-# The profiling protocol's defaults, chosen with data on a shared 2-core VM (README, "Timing protocol"):
-# ROUNDS short sessions per unit spread over the run, each ROUND_WARMUP untimed + ROUND_REPEATS timed samples.
-ROUNDS = 10
-ROUND_REPEATS = 10
-ROUND_WARMUP = 5
+# The profiling protocol's defaults (ROUNDS, ROUND_REPEATS, ROUND_WARMUP) live in ``_protocol``.
 
 
 def default_device(backend: Backend) -> str:

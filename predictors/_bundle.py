@@ -27,6 +27,7 @@ from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_
                         configs_from_frame, feature_schema)
 from ._metrics import latency_metrics
 from ._target import check_target, reference_ms, with_target
+from . import spaceevo_builtin  # noqa: F401,E402  (registers the "spaceevo-lut" estimator of the built-ins)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class LatencyPredictor:
         self._manifest: dict = {}
         self._tables: dict[str, SubnetLatencyTable] = {}
         self._composed: dict[str, SubnetLatencyTable] = {}
+        self.source_digest: str | None = None  # set by ``load``: SHA-256 of the predictor file
 
     # -- training ------------------------------------------------------------------------------
     def _make(self, unit_type: str):
@@ -136,6 +138,7 @@ class LatencyPredictor:
             self.models[t] = self._make(t).fit(X[m], y[m])
         self._tables = {}
         self._composed = {}
+        self.source_digest = None  # no longer the loaded file's predictions
         self.composition = identity_composition()
         models = df[df["kind"] == "model"] if "kind" in df.columns else df.iloc[:0]
         if "status" in models.columns:
@@ -181,6 +184,7 @@ class LatencyPredictor:
         self._manifest["composition"] = self.composition
         self._tables = {}
         self._composed = {}
+        self.source_digest = None  # no longer the loaded file's predictions
         return metrics
 
     # -- queries -------------------------------------------------------------------------------
@@ -347,13 +351,16 @@ class LatencyPredictor:
             raise FileNotFoundError(f"predictor file {str(path)!r} does not exist")
         try:
             raw = path.read_bytes()
+            digest = hashlib.sha256(raw).hexdigest()
             if raw[:2] == b"\x1f\x8b":
                 raw = gzip.decompress(raw)
             data = json.loads(raw.decode("utf-8"))
         except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PredictorFileError(f"predictor file {str(path)!r} is corrupt or not a spaceevo predictor "
                                      f"({type(exc).__name__}: {exc})") from exc
-        return cls.from_dict(data, origin=f"predictor file {str(path)!r}")
+        pred = cls.from_dict(data, origin=f"predictor file {str(path)!r}")
+        pred.source_digest = digest  # SHA-256 of the file: the identity of compiled caches built from it
+        return pred
 
     def __repr__(self) -> str:
         return (f"LatencyPredictor(device={self.device!r}, dtype={self.dtype!r}, estimator={self.estimator!r}, "

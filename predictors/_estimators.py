@@ -208,7 +208,9 @@ class LGBMLatencyRegressor(_LatencyRegressor):
     def _base_of(self, X: np.ndarray) -> np.ndarray:
         out = np.full(len(X), self._base_)
         if getattr(self, "base_coef_", None) is not None:
-            out = out + np.log1p(np.maximum(X[:, list(self.base_columns)], 0.0)) @ self.base_coef_
+            # a row-wise sum (not a BLAS product, whose blocking depends on the batch): every row's value is
+            # the same whether it is predicted alone or among thousands (compiled tables rely on it)
+            out = out + (np.log1p(np.maximum(X[:, list(self.base_columns)], 0.0)) * self.base_coef_).sum(axis=1)
         return out
 
     def _state(self) -> dict:

@@ -6,6 +6,7 @@ block's own (k, w, e). All such latencies go into one flat vector; a subnet is a
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Callable, Sequence
 
 import numpy as np
@@ -18,6 +19,33 @@ class SubnetLatencyTable:
 
     def __init__(self, space: SearchSpace, block_latency: Callable[[list[BlockConfig]], np.ndarray],
                  resolutions: Sequence[int] | None = None):
+        self._layout(space, resolutions)
+        configs = self._enumerate()
+        self._configs: list[BlockConfig] | None = configs
+        self._set_values(np.asarray(block_latency(configs), dtype=np.float64),
+                         np.array([c.params for c in configs], dtype=np.float64) / 1e6)
+
+    @classmethod
+    def from_arrays(cls, space: SearchSpace, latency: np.ndarray, params_m: np.ndarray,
+                    resolutions: Sequence[int] | None = None) -> "SubnetLatencyTable":
+        """A table from already computed per-config values (a compiled cache): no config is built until asked.
+
+        Raises
+        ------
+        ValueError
+            If ``latency`` or ``params_m`` does not hold one value per cached configuration of ``space``.
+        """
+        self = cls.__new__(cls)
+        self._layout(space, resolutions)
+        self._configs = None
+        for name, v in (("latency", latency), ("params_m", params_m)):
+            if np.shape(v) != (self.n_configs,):
+                raise ValueError(f"{name} has shape {np.shape(v)}; the table of {space} needs ({self.n_configs},)")
+        self._set_values(np.asarray(latency, dtype=np.float64), np.asarray(params_m, dtype=np.float64))
+        return self
+
+    def _layout(self, space: SearchSpace, resolutions: Sequence[int] | None) -> None:
+        """Choice grids and the offset of every (resolution, stage, first-block?) table in the flat vector."""
         self.space = space
         h = space.hyperspace
         self.resolutions = tuple(resolutions or h.resolutions)
@@ -25,6 +53,7 @@ class SubnetLatencyTable:
         self.options = space.stage_options()
         self.n_stages = len(self.options)
         self.max_depth = max(max(st.depths) for st, _c, _w in self.options)
+        self._min_depth = np.array([min(st.depths) for st, _c, _w in self.options])
         # per stage: choice grids and index maps
         self._k = [tuple(c.kernel_sizes) for _s, c, _w in self.options]
         self._w = [tuple(w) for _s, _c, w in self.options]
@@ -35,32 +64,72 @@ class SubnetLatencyTable:
         self._n_choice = np.array([len(k) * len(w) * len(e) for k, w, e in zip(self._k, self._w, self._e)])
         self._nw = np.array([len(w) for w in self._w])
         self._ne = np.array([len(e) for e in self._e])
-        configs: list[BlockConfig] = []
         # base[r, s, first?] = offset of that (cin, choice) table in the flat vector
         self.base = np.zeros((len(self.resolutions), self.n_stages, 2), dtype=np.int64)
         self.head_base = np.zeros(len(self.resolutions), dtype=np.int64)
+        n = 0
+        for ri in range(len(self.resolutions)):
+            for s in range(self.n_stages):
+                n_prev = 1 if s == 0 else len(self._w[s - 1])
+                self.base[ri, s, 0] = n
+                n += n_prev * int(self._n_choice[s])
+                self.base[ri, s, 1] = n
+                n += len(self._w[s]) * int(self._n_choice[s])
+            self.head_base[ri] = n
+            n += len(self._w[-1]) + 2
+        self.n_configs = n
+        # vectorised encoding: per field, the sorted values of every stage and each one's position per stage
+        self._enc = {}
+        for field, grids in (("k", self._k), ("w", self._w), ("e", self._e)):
+            vals = np.array(sorted({float(v) for g in grids for v in g}), dtype=np.float64)  # np.unique loads np.ma
+            pos = np.full((self.n_stages, len(vals)), -1, dtype=np.int64)
+            for s, g in enumerate(grids):
+                for i, v in enumerate(g):
+                    pos[s, np.searchsorted(vals, v)] = i
+            self._enc[field] = (vals, pos)
+        # fast path: per stage, code -> (its width position * next slot's choice count)
+        self._wmul = [((np.arange(int(nc)) // int(ne)) % int(nw)) * int(nc)
+                      for nc, ne, nw in zip(self._n_choice, self._ne, self._nw)]
+        self._wpos_of_code = [(np.arange(int(nc)) // int(ne)) % int(nw)
+                              for nc, ne, nw in zip(self._n_choice, self._ne, self._nw)]
+
+    def _enumerate(self) -> list[BlockConfig]:
+        """Every block configuration of the space, in the order of the flat vector."""
+        h = self.space.hyperspace
+        configs: list[BlockConfig] = []
         for ri, r in enumerate(self.resolutions):
             hw = r
             for s, (stage, choice, widths) in enumerate(self.options):
                 prev = (h.in_channels,) if s == 0 else self._w[s - 1]
                 hw_out = conv_out_hw(hw, 3, stage.stride)
                 for j, (cins, hw_in, stride) in enumerate(((prev, hw, stage.stride), (widths, hw_out, 1))):
-                    self.base[ri, s, j] = len(configs)
+                    if self.base[ri, s, j] != len(configs):
+                        raise RuntimeError("the table layout and the enumerated configurations disagree")
                     for cin in cins:
                         for k in self._k[s]:
                             for w in self._w[s]:
                                 for e in self._e[s]:
                                     configs.append(BlockConfig(choice.type, hw_in, cin, w, k, e, stride, choice.act))
                 hw = hw_out
-            self.head_base[ri] = len(configs)
             for cin in self._w[-1]:
                 configs.append(BlockConfig("FinalExpandBlock", hw, cin, h.final_expand_width, 1, 0, 1, h.head_act))
             configs.append(BlockConfig("FeatureMixBlock", hw, h.final_expand_width, h.feature_mix_width, 1, 0, 1,
                                        h.head_act))
             configs.append(BlockConfig("LogitsBlock", 1, h.feature_mix_width, h.n_classes, 1, 0, 1, "relu"))
-        self.configs = configs
-        self.latency = np.asarray(block_latency(configs), dtype=np.float64)
-        self.params_m = np.array([c.params for c in configs], dtype=np.float64) / 1e6
+        if len(configs) != self.n_configs:
+            raise RuntimeError("the table layout and the enumerated configurations disagree")
+        return configs
+
+    @property
+    def configs(self) -> list[BlockConfig]:
+        """Every cached block configuration, in the order of ``latency`` (built on first use)."""
+        if self._configs is None:
+            self._configs = self._enumerate()
+        return self._configs
+
+    def _set_values(self, latency: np.ndarray, params_m: np.ndarray) -> None:
+        self.latency = latency
+        self.params_m = params_m
         self._lat_list = self.latency.tolist()
         self._params_list = self.params_m.tolist()
         self._base_list = self.base.tolist()
@@ -71,27 +140,88 @@ class SubnetLatencyTable:
 
     # -- encoding ------------------------------------------------------------------------------
     def encode(self, subnets: Sequence[Subnet]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Integer codes: resolution index (n,), depths (n, stages), choice index (n, stages, max_depth)."""
+        """Integer codes: resolution index (n,), depths (n, stages), choice index (n, stages, max_depth).
+
+        Vectorised: the subnets' fields are flattened once, then every block's (k, w, e) is mapped to its
+        choice index with array look-ups. An invalid subnet raises the space's own error naming the field.
+        """
         n = len(subnets)
+        S = self.n_stages
         r_idx = np.zeros(n, dtype=np.int64)
-        depths = np.zeros((n, self.n_stages), dtype=np.int64)
-        codes = np.zeros((n, self.n_stages, self.max_depth), dtype=np.int64)
-        for i, sn in enumerate(subnets):
-            try:
-                r_idx[i] = self._r_index[sn.resolution]
-                pos = 0
-                for s, d in enumerate(sn.depths):
-                    depths[i, s] = d
-                    kp, wp, ep = self._kpos[s], self._wpos[s], self._epos[s]
-                    nw, ne = len(wp), len(ep)
-                    for j in range(d):
-                        codes[i, s, j] = (kp[sn.kernel_sizes[pos]] * nw + wp[sn.widths[pos]]) * ne \
-                            + ep[float(sn.expand_ratios[pos])]
-                        pos += 1
-            except (KeyError, IndexError, ValueError):
-                self.space.validate(sn)
-                raise ValueError(f"subnet {sn} is outside the cached resolutions {list(self.resolutions)}") from None
+        depths = np.zeros((n, S), dtype=np.int64)
+        codes = np.zeros((n, S, self.max_depth), dtype=np.int64)
+        if n == 0:
+            return r_idx, depths, codes
+        try:
+            res = np.fromiter((sn.resolution for sn in subnets), dtype=np.float64, count=n)
+            depths[:] = np.array([sn.depths for sn in subnets], dtype=np.int64)
+            counts = depths.sum(axis=1)
+            fields = {}
+            for name, attr in (("k", "kernel_sizes"), ("w", "widths"), ("e", "expand_ratios")):
+                lens = np.fromiter((len(getattr(sn, attr)) for sn in subnets), dtype=np.int64, count=n)
+                if (lens < counts).any():
+                    raise ValueError(name)
+                if (lens == counts).all():
+                    fields[name] = np.fromiter(chain.from_iterable(getattr(sn, attr) for sn in subnets),
+                                               dtype=np.float64, count=int(counts.sum()))
+                else:  # extra trailing entries are ignored, as the blocks never read them
+                    fields[name] = np.fromiter(chain.from_iterable(getattr(sn, attr)[:c] for sn, c in
+                                                                   zip(subnets, counts.tolist())),
+                                               dtype=np.float64, count=int(counts.sum()))
+            r_vals = np.asarray(self.resolutions, dtype=np.float64)
+            r_order = np.argsort(r_vals)
+            ri = np.minimum(np.searchsorted(r_vals[r_order], res), len(r_vals) - 1)
+            if (r_vals[r_order][ri] != res).any() or (depths < 0).any() or (depths > self.max_depth).any():
+                raise ValueError("resolution or depth")
+            r_idx[:] = r_order[ri]
+            flat_depths = depths.ravel()
+            stage = np.repeat(np.tile(np.arange(S), n), flat_depths)
+            owner = np.repeat(np.arange(n * S), flat_depths)  # (subnet * S + stage) of each block
+            starts = np.concatenate([[0], np.cumsum(flat_depths)[:-1]])
+            slot = np.arange(len(stage)) - starts[owner]
+            pos = {}
+            for name, x in fields.items():
+                vals, table = self._enc[name]
+                vi = np.minimum(np.searchsorted(vals, x), len(vals) - 1)
+                p = table[stage, vi]
+                if ((vals[vi] != x) | (p < 0)).any():
+                    raise ValueError(name)
+                pos[name] = p
+            codes.reshape(n * S, self.max_depth)[owner, slot] = (pos["k"] * self._nw[stage] + pos["w"]) \
+                * self._ne[stage] + pos["e"]
+        except (TypeError, ValueError, IndexError, OverflowError):
+            self._explain(subnets)
         return r_idx, depths, codes
+
+    def _explain(self, subnets: Sequence[Subnet]) -> None:
+        """Raise the error of the first subnet the table cannot encode (invalid, or at an uncached resolution)."""
+        for sn in subnets:
+            self.space.validate(sn)
+            if sn.resolution not in self._r_index:
+                raise ValueError(f"subnet {sn} is outside the cached resolutions {list(self.resolutions)}")
+        raise ValueError(f"subnets outside the table of {self.space} (cached resolutions {list(self.resolutions)})")
+
+    def block_indices(self, sn: Subnet) -> list[int]:
+        """Flat indexes of ``sn``'s blocks, in the order of ``space.blocks(sn)`` (stages, then the head)."""
+        try:
+            ri = self._r_index[sn.resolution]
+            base = self._base_list[ri]
+            out = []
+            pos, prev = 0, 0
+            for s, d in enumerate(sn.depths):
+                kp, wp, ep = self._kpos[s], self._wpos[s], self._epos[s]
+                nw, ne = len(wp), len(ep)
+                nc = nw * ne * len(kp)
+                for j in range(d):
+                    w = wp[sn.widths[pos]]
+                    c = (kp[sn.kernel_sizes[pos]] * nw + w) * ne + ep[sn.expand_ratios[pos]]
+                    out.append(base[s][0 if j == 0 else 1] + prev * nc + c)
+                    prev, pos = w, pos + 1
+            head = int(self.head_base[ri])
+            return out + [head + prev, head + len(self._w[-1]), head + len(self._w[-1]) + 1]
+        except (KeyError, IndexError, TypeError):
+            self.space.validate(sn)
+            raise ValueError(f"subnet {sn} is outside the cached resolutions {list(self.resolutions)}") from None
 
     def random_encoded(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` uniformly random valid subnets, already encoded (for throughput benchmarks)."""
@@ -115,21 +245,30 @@ class SubnetLatencyTable:
         return out
 
     def _sum_chunk(self, r_idx: np.ndarray, depths: np.ndarray, codes: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        total = lat[self.head_base[r_idx] + len(self._w[-1])] + lat[self.head_base[r_idx] + len(self._w[-1]) + 1]
-        base = self.base[r_idx]  # (n, S, 2)
-        prev_w = np.zeros(len(r_idx), dtype=np.int64)
+        # The additions run in a fixed order (head, then block by block, final expand last) so that every
+        # path gives the same floating-point sum; slots below a stage's smallest depth need no mask.
+        head = self.head_base.take(r_idx)
+        nw_last = len(self._w[-1])
+        total = lat.take(head + nw_last) + lat.take(head + (nw_last + 1))
+        base = self.base.take(r_idx, axis=0)  # (n, S, 2)
+        rows = np.arange(len(r_idx))
+        prev_w = None
         for s in range(self.n_stages):
-            ne, nw, nc = int(self._ne[s]), int(self._nw[s]), int(self._n_choice[s])
+            nc = int(self._n_choice[s])
             d = depths[:, s]
             c = codes[:, s, :]
-            w = (c // ne) % nw
-            idx0 = base[:, s, 0] + prev_w * nc + c[:, 0]
-            total = total + lat[idx0]
+            idx0 = base[:, s, 0] + c[:, 0]
+            if prev_w is not None:
+                idx0 += prev_w * nc
+            total = total + lat.take(idx0)
+            wmul = self._wmul[s]
+            b1 = base[:, s, 1]
+            min_d = int(self._min_depth[s])
             for j in range(1, int(d.max()) if len(d) else 0):
-                idx = base[:, s, 1] + w[:, j - 1] * nc + c[:, j]
-                total = total + np.where(d > j, lat[idx], 0.0)
-            prev_w = w[np.arange(len(d)), d - 1]
-        total = total + lat[self.head_base[r_idx] + prev_w]
+                idx = b1 + wmul.take(c[:, j - 1]) + c[:, j]
+                total = total + (lat.take(idx) if j < min_d else np.where(d > j, lat.take(idx), 0.0))
+            prev_w = self._wpos_of_code[s].take(c[rows, d - 1])
+        total = total + lat.take(head + prev_w)
         return total
 
     def sum_subnets(self, subnets: Sequence[Subnet]) -> np.ndarray:

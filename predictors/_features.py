@@ -8,13 +8,15 @@ output side. Predictors trained with version 1 keep loading and use the version-
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from spaceevo.space import ACTIVATIONS, BlockConfig
 from spaceevo.space._ops import SE, Conv, Linear, Shape, walk
+
+if TYPE_CHECKING:  # only the annotation: features of a block need NumPy alone
+    import pandas as pd
 
 FEATURE_SCHEMA_VERSION = 2
 CONFIG_FIELDS: tuple[str, ...] = ("type", "hw", "cin", "cout", "k", "e", "stride", "act")
@@ -84,7 +86,7 @@ def block_features(configs: Sequence[BlockConfig], version: int = FEATURE_SCHEMA
     return np.array([_features_cached(c)[:n] for c in configs], dtype=np.float64)
 
 
-def configs_from_frame(df: pd.DataFrame) -> list[BlockConfig]:
+def configs_from_frame(df: "pd.DataFrame") -> list[BlockConfig]:
     """Block configs of a DataFrame with the store's block columns (type, hw, cin, cout, k, e, stride, act)."""
     missing = [c for c in CONFIG_FIELDS if c not in df.columns]
     if missing:

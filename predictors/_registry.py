@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ._bundle import LatencyPredictor, PredictorFileError
+from ._cache import spaceevo_home
+
+if TYPE_CHECKING:  # the bundle imports pandas and scikit-learn: loaded only to load or save a predictor
+    from ._bundle import LatencyPredictor
 
 _SUFFIXES = (".json.gz", ".json")
 
@@ -18,8 +21,7 @@ def builtin_dir() -> Path:
 
 def user_dir() -> Path:
     """``$SPACEEVO_HOME/predictors`` (default ``~/.cache/spaceevo/predictors``)."""
-    home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
-    return Path(home) / "predictors"
+    return spaceevo_home() / "predictors"
 
 
 def _name_of(path: Path) -> str | None:
@@ -78,17 +80,20 @@ def predictor_path(name_or_path: str | Path) -> Path:
                             f"{names or 'none'} (built-ins in {builtin_dir()}, user ones in {user_dir()})")
 
 
-def load_predictor(name_or_path: str | Path) -> LatencyPredictor:
+def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
     """Load a predictor by registered name or path."""
+    from . import spaceevo_builtin  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
+    from ._bundle import LatencyPredictor
+
     return LatencyPredictor.load(predictor_path(name_or_path))
 
 
-def install_predictor(pred: LatencyPredictor, name: str) -> Path:
+def install_predictor(pred: "LatencyPredictor", name: str) -> Path:
     """Save ``pred`` into the user directory under ``name``."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name={name!r} must be a plain file name (no '/')")
     return pred.save(user_dir() / f"{name}.json.gz")
 
 
-__all__ = ["PredictorFileError", "builtin_dir", "install_predictor", "list_predictors", "load_predictor",
+__all__ = ["builtin_dir", "install_predictor", "list_predictors", "load_predictor",
            "predictor_path", "user_dir"]

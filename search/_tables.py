@@ -39,8 +39,37 @@ class BlockLatencyModel(Protocol):
 
 def cache_dir_default() -> Path:
     """``$SPACEEVO_HOME/qt-cache`` (default ``~/.cache/spaceevo/qt-cache``)."""
-    home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
-    return Path(home) / "qt-cache"
+    from spaceevo.predictors._cache import spaceevo_home
+
+    return spaceevo_home() / "qt-cache"
+
+
+class _LazyConfigs:
+    """A table's row config strings, decoded from the compiled cache on first use (then an object array)."""
+
+    def __init__(self, blob: np.ndarray, n: int):
+        self._blob, self._n, self._arr = blob, n, None
+
+    def _array(self) -> np.ndarray:
+        if self._arr is None:
+            text = self._blob.tobytes().decode("utf-8")
+            self._arr = np.array(text.split("\n") if self._n else [], dtype=object)
+            if len(self._arr) != self._n:
+                raise ValueError("the compiled look-up-table cache holds a wrong number of config strings")
+        return self._arr
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        return self._array()[i]
+
+    def __iter__(self):
+        return iter(self._array())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._array()
+        return a if dtype is None else a.astype(dtype)
 
 
 @dataclass
@@ -144,8 +173,33 @@ class QTTables:
             raise ValueError(f"latency={latency!r} is not one of 'table', 'predictor' (or 'auto')")
         if latency == "predictor" and predictor is None:
             raise ValueError("latency='predictor' needs a predictor (--predictor NAME_OR_FILE)")
-        use_pred = predictor is not None and latency != "table"
+        from spaceevo.predictors._cache import cache_enabled, load_arrays, save_arrays
+
         files = lut_files(lut_dir, hyperspace)
+        key = _compiled_key(hyper, files, predictor, fixed_predictor, latency) \
+            if cache_dir is not None and cache_enabled() else None
+        cpath = Path(cache_dir) / f"tables-{hyper.name}-{key[:20]}.npz" if key else None
+        if cpath is not None:
+            arrays = load_arrays(cpath, key, required=_COMPILED)
+            if arrays is not None:
+                try:
+                    return cls._from_compiled(hyper, files, arrays)
+                except (ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
+                    from spaceevo.predictors._cache import invalid
+
+                    invalid(cpath, f"{type(exc).__name__}: {exc}")
+        out = cls._read(hyper, files, predictor, fixed_predictor, cache_dir, latency)
+        if cpath is not None:
+            save_arrays(cpath, key, out._compiled())
+            log.info("compiled the %s look-up tables into %s", hyper.name, cpath)
+        return out
+
+    @classmethod
+    def _read(cls, hyper: Hyperspace, files: dict, predictor: BlockLatencyModel | None,
+              fixed_predictor: BlockLatencyModel | None, cache_dir: str | Path | None, latency: str) -> "QTTables":
+        """Parse the CSV tables (pandas) and compute row and fixed-stage latencies."""
+        hyperspace = hyper.name
+        use_pred = predictor is not None and latency != "table"
         root = next(iter(files.values())).parent
         res_list = tuple(hyper.lut_resolutions)
         raw = {}
@@ -190,6 +244,95 @@ class QTTables:
                 res.astype(np.int64), last_w, np.array([len(p) for p in parsed], dtype=np.int64),
                 df["loss"].to_numpy(float), np.asarray(lat[key], float), tail, starts, counts)
         return cls(hyper, root, res_list, tables, fixed, final_expand, source, _name(fixed_predictor))
+
+    # -- compiled cache --------------------------------------------------------------------------
+    def _compiled(self) -> dict[str, np.ndarray]:
+        """Every table's columns concatenated (in key order), config strings as UTF-8 bytes, fixed stages."""
+        keys = sorted(self.tables)
+        tabs = [self.tables[k] for k in keys]
+        rows = np.array([0] + [len(t.loss) for t in tabs], dtype=np.int64).cumsum()
+        blobs = ["\n".join(str(c) for c in t.configs).encode("utf-8") for t in tabs]
+        out = {"keys": np.array(keys, dtype=np.int64).reshape(-1, 3), "rows": rows,
+               "cfg_bytes": np.array([0] + [len(b) for b in blobs], dtype=np.int64).cumsum(),
+               "configs": np.frombuffer(b"".join(blobs), dtype=np.uint8),
+               "starts": np.array([t.starts for t in tabs], dtype=np.int64).reshape(len(tabs), -1),
+               "counts": np.array([t.counts for t in tabs], dtype=np.int64).reshape(len(tabs), -1),
+               "resolutions": np.array(self.resolutions, dtype=np.int64), "fixed_ms": self.fixed_ms,
+               "fe": np.array([(r, w, v) for r, d in self.final_expand_ms.items() for w, v in d.items()],
+                              dtype=np.float64).reshape(-1, 3),
+               "latency_source": np.array(self.latency_source), "fixed_source": np.array(self.fixed_source)}
+        for col, dtype in _COLUMNS:
+            out[col] = np.concatenate([getattr(t, col) for t in tabs]).astype(dtype) if tabs else np.zeros(0, dtype)
+        return out
+
+    @classmethod
+    def _from_compiled(cls, hyper: Hyperspace, files: dict, a: dict[str, np.ndarray]) -> "QTTables":
+        """Rebuild from the compiled arrays (NumPy only); a file that does not fit raises ``ValueError``."""
+        by_key = {(k.stage, k.block, k.window): (k, p) for k, p in files.items()}
+        rows, cfg_bytes, blob = a["rows"], a["cfg_bytes"], a["configs"]
+        n_tab = len(a["keys"])
+        if rows.shape != (n_tab + 1,) or cfg_bytes.shape != (n_tab + 1,) or a["starts"].shape != a["counts"].shape \
+                or len(a["starts"]) != n_tab or int(rows[-1]) != len(a["loss"]) or int(cfg_bytes[-1]) != len(blob):
+            raise ValueError("inconsistent table offsets")
+        res_list = tuple(int(r) for r in a["resolutions"])
+        if res_list != tuple(hyper.lut_resolutions) or a["starts"].shape[1:] != (len(res_list),):
+            raise ValueError("resolutions differ from the hyperspace's")
+        tables = {}
+        for i, (s_, b_, w_) in enumerate(a["keys"].tolist()):
+            key, path = by_key[(s_, b_, w_)]
+            lo, hi = int(rows[i]), int(rows[i + 1])
+            cols = {col: a[col][lo:hi] for col, _d in _COLUMNS}
+            tables[(s_, b_, w_)] = StageTable(
+                key, path, _LazyConfigs(blob[int(cfg_bytes[i]):int(cfg_bytes[i + 1])], hi - lo), cols["cin"],
+                cols["hw"], cols["resolution"], cols["last_width"], cols["n_blocks"], cols["loss"],
+                cols["latency_ms"], cols["tail_ms"], a["starts"][i], a["counts"][i])
+        final_expand: dict[int, dict[int, float]] = {int(r): {} for r in res_list}
+        for r, w, v in a["fe"].tolist():
+            final_expand[int(r)][int(w)] = float(v)
+        root = next(iter(files.values())).parent
+        return cls(hyper, root, res_list, tables, np.asarray(a["fixed_ms"], dtype=np.float64), final_expand,
+                   str(a["latency_source"]), str(a["fixed_source"]))
+
+
+_COLUMNS = (("cin", np.int64), ("hw", np.int64), ("resolution", np.int64), ("last_width", np.int64),
+            ("n_blocks", np.int64), ("loss", np.float64), ("latency_ms", np.float64), ("tail_ms", np.float64))
+_COMPILED = ("keys", "rows", "cfg_bytes", "configs", "starts", "counts", "resolutions", "fixed_ms", "fe",
+             "latency_source", "fixed_source", *(c for c, _d in _COLUMNS))
+
+
+def _predictor_id(pred: object) -> str | None:
+    """A predictor's identity for the compiled cache: its file's digest (``None``: not cacheable)."""
+    digest = getattr(pred, "source_digest", None)
+    return f"file:{digest}" if isinstance(digest, str) and digest else None
+
+
+def _compiled_key(hyper: Hyperspace, files: dict, predictor: object, fixed_predictor: object,
+                  latency: str) -> str | None:
+    """Digest of everything the compiled tables come from, or ``None`` when an input has no identity."""
+    from spaceevo.predictors._cache import cache_key, file_digest, stat_digest
+    from spaceevo.predictors._registry import predictor_path
+
+    use_pred = predictor is not None and latency != "table"
+    lat_id = _predictor_id(predictor) if use_pred else "table"
+    fixed = fixed_predictor if fixed_predictor is not None else (predictor if use_pred else None)
+    if fixed is None:
+        try:
+            fixed_id = f"file:{file_digest(predictor_path(DEVICE_PREDICTORS[hyper.name]))}"
+        except (FileNotFoundError, KeyError):
+            return None
+    else:
+        fixed_id = _predictor_id(fixed)
+    if lat_id is None or fixed_id is None:
+        return None
+    code = [Path(__file__).resolve(), Path(_block_lut_file()).resolve()]
+    return cache_key("qt-tables", hyper.name, lat_id, fixed_id, stat_digest(files[k] for k in sorted(
+        files, key=lambda k: (k.stage, k.block, k.window))), stat_digest(code))
+
+
+def _block_lut_file() -> str:
+    from spaceevo.datasets import block_lut
+
+    return block_lut.__file__
 
 
 def _name(pred: object) -> str:

@@ -9,7 +9,6 @@ most the unit being timed; rerunning it resumes from the store.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,8 +21,9 @@ from spaceevo.space import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets  # n
 
 def default_workdir() -> Path:
     """``$SPACEEVO_HOME/quickstart`` (default ``~/.cache/spaceevo/quickstart``)."""
-    home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
-    return Path(home) / "quickstart"
+    from spaceevo.predictors import spaceevo_home
+
+    return spaceevo_home() / "quickstart"
 
 
 def _hyperspaces() -> list[dict]:

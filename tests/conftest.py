@@ -23,3 +23,14 @@ def shared_data() -> Path:
 def lut_dir(shared_data: Path) -> Path:
     """The block look-up-table folder with ``onnxw/`` and ``mobilew/``."""
     return shared_data / "block_lut"
+
+
+@pytest.fixture(scope="session")
+def _session_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spaceevo-home")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(_session_home: Path, monkeypatch) -> None:
+    """Compiled query caches and user predictors go to a per-session temporary ``$SPACEEVO_HOME``."""
+    monkeypatch.setenv("SPACEEVO_HOME", str(_session_home))

@@ -1,24 +1,32 @@
-"""The ``spaceevo`` command line: one sub-app per pipeline layer, all with ``--json``."""
+"""The ``spaceevo`` command line: one sub-app per pipeline layer, all with ``--json``.
+
+``main`` first offers the command line to ``_fast`` (a plain parser for the hottest table queries, which
+loads neither typer nor any model library); anything it does not fully understand goes to the typer app.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import typer
 
-from . import predict_cmd, profile_cmd, quickstart_cmd, search_cmd, space_cmd, train_cmd
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from ._app import app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="INT8 latency profiling, latency predictors and SpaceEvo search-space design.")
-
-# Each module registers its commands on ``app`` and imports its heavy dependencies lazily.
-for _module in (quickstart_cmd, space_cmd, profile_cmd, predict_cmd, search_cmd, train_cmd):
-    _module.register(app)
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; user errors print one line to stderr and exit 2, no traceback."""
     try:
+        from ._fast import run_fast
+
+        if run_fast(sys.argv[1:] if argv is None else list(argv)):
+            return
+        from ._app import app
+
         app(args=argv)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         sys.stderr.write(f"error: {exc}\n")

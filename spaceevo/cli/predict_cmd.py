@@ -9,9 +9,10 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._profile import ROUNDS
+from spaceevo.latency._protocol import ROUNDS
 
 from ._common import JsonOpt, emit, table
+from ._queries import predict_block, predict_subnet
 
 # Sub-app for predictor management; other modules add commands with ``@predictors_app.command(...)``.
 predictors_app = typer.Typer(no_args_is_help=True, help="Registered latency predictors (built-in and user).")
@@ -62,16 +63,6 @@ def _composition_text(c: dict) -> str:
 
     terms = " + ".join(f"{v:.4g} * sum({k})" for k, v in terms_of(c).items())
     return f"latency = {terms} + {c.get('offset_ms', 0.0):.4f} ms ({c.get('n_models', 0)} whole subnets)"
-
-
-def _parse_block(text: str):
-    from spaceevo.space import BlockConfig
-
-    try:
-        return BlockConfig.parse(text)
-    except TypeError as exc:  # a field is missing
-        raise ValueError(f"--block {text!r} must look like 'MobileNetV2ResBlock hw=112 cin=16 cout=32 k=3 e=4 s=2 "
-                         f"act=relu6' ({exc})") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -142,27 +133,24 @@ def register(app: typer.Typer) -> None:
                 fmt: str = typer.Option("csv", "--format", help="output of --file: csv or jsonl"),
                 as_json: bool = JsonOpt) -> None:
         """Predict the latency of a subnet (with per-block latencies), of many subnets, or of one block."""
-        from spaceevo.predictors import load_predictor
-
         chosen = sum(x is not None for x in (subnet, file, block))
         if chosen != 1:
             raise ValueError("give exactly one of SUBNET, --file or --block")
-        pred = load_predictor(predictor)
         if block is not None:
-            cfg = _parse_block(block)
-            lat, src = pred.predict_blocks([cfg], return_source=True)
-            data = {**cfg.as_dict(), "block": cfg.to_string(), "latency_ms": float(lat[0]), "source": str(src[0])}
-            emit(data, as_json, lambda d: typer.echo(f"{d['block']}: {d['latency_ms']:.4f} ms ({d['source']})"))
+            predict_block(block, predictor, as_json)
             return
         if space is None:
             raise ValueError("--space is required with SUBNET or --file")
+        # SUBNET and --file are answered from the compiled (predictor, space) table: NumPy only once it is cached
+        from spaceevo.predictors._query import compiled_subnet_table
+
         if file is not None:
             if fmt not in ("csv", "jsonl"):
                 raise ValueError(f"--format {fmt!r} is not one of ['csv', 'jsonl']")
             if not file.is_file():
                 raise FileNotFoundError(f"--file {str(file)!r} does not exist")
             lines = [ln.strip() for ln in file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-            lat = pred.predict_subnets(space, lines)
+            lat = compiled_subnet_table(predictor, space).predict_subnets(lines)
             if fmt == "jsonl" or as_json:
                 for s, v in zip(lines, lat):
                     sys.stdout.write(json.dumps({"subnet": s, "latency_ms": float(v)}) + "\n")
@@ -171,22 +159,7 @@ def register(app: typer.Typer) -> None:
                 for s, v in zip(lines, lat):
                     sys.stdout.write(f"{s},{v:.6f}\n")
             return
-        from spaceevo.predictors.spaceevo_builtin import predict_subnet_blocks
-
-        data = predict_subnet_blocks(pred, space, subnet)
-        data["warnings"] = pred.warnings
-        if not as_json:
-            for w in pred.warnings:
-                sys.stderr.write(f"warning: {w}\n")
-
-        def render(d):
-            table(f"{d['subnet']}: {d['latency_ms']:.3f} ms (blocks sum {d['blocks_sum_ms']:.3f} ms; "
-                  f"{d['n_extrapolated']} extrapolated blocks, {d['extrapolated_ms']:.3f} ms)",
-                  ["stage", "block", "hw", "cin", "cout", "k", "e", "s", "latency (ms)", "source"],
-                  [[b["stage"], b["type"], b["hw"], b["cin"], b["cout"], b["k"], f"{b['e']:g}", b["stride"],
-                    f"{b['latency_ms']:.4f}", b["source"] + (" (extrapolated)" if b["extrapolated"] else "")]
-                   for b in d["blocks"]])
-        emit(data, as_json, render)
+        predict_subnet(subnet, space, predictor, as_json)
 
     @app.command("eval")
     def evaluate(predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),

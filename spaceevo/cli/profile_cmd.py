@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._profile import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
+from spaceevo.latency._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 
 from ._common import JsonOpt, emit, fail, table
 

@@ -8,49 +8,13 @@ from typing import Optional
 
 import typer
 
-from ._common import JsonOpt, console, emit, table
+from ._common import JsonOpt, console, emit
+from ._queries import _check_constraints, _space, _tables, _warn, qt_score
 
 _LUT = typer.Option(..., "--lut-dir", help="block look-up tables (folder holding <hyperspace>/stage{S}_{B}_{W}.csv)")
 _PRED = typer.Option(None, "--predictor", help="predictor name or file: recompute every table row's latency with it")
 _LAT = typer.Option(None, "--latency", help="'table' (the tables' column; fixed stages from --predictor or the "
                    "device's built-in) or 'predictor' (needs --predictor); default: predictor when given, else table")
-
-
-def _warn(msg: str) -> None:
-    sys.stderr.write(f"warning: {msg}\n")
-
-
-def _tables(lut_dir: Path, hyperspace: str, predictor: str | None, latency: str | None):
-    from spaceevo.search import QTTables, cache_dir_default
-
-    if latency is None:
-        latency = "predictor" if predictor is not None else "table"
-    if latency not in ("table", "predictor"):
-        raise ValueError(f"--latency {latency!r} is not one of 'table', 'predictor'")
-    if latency == "predictor" and predictor is None:
-        raise ValueError("--latency predictor needs --predictor NAME_OR_FILE")
-    pred = None
-    if predictor is not None:
-        from spaceevo.predictors import load_predictor
-
-        pred = load_predictor(predictor)
-    return QTTables.load(lut_dir, hyperspace, predictor=pred, fixed_predictor=pred, cache_dir=cache_dir_default(),
-                         latency=latency)
-
-
-def _space(text: str):
-    from spaceevo.space import SearchSpace
-
-    return SearchSpace.parse(text)
-
-
-def _check_constraints(constraint: list[float] | None) -> list[float]:
-    if not constraint:
-        raise ValueError("--constraint is required (latency in ms; repeat it for several constraints)")
-    for c in constraint:
-        if not c > 0:
-            raise ValueError(f"--constraint {c} must be a positive latency in ms")
-    return list(constraint)
 
 
 def register(app: typer.Typer) -> None:
@@ -66,27 +30,7 @@ def register(app: typer.Typer) -> None:
                      repeats: int = typer.Option(1, "--repeats", help="also score with seeds seed..seed+R-1 and report the sampling error"),
                      as_json: bool = JsonOpt) -> None:
         """Q-T score of a search space (SPACEEVO.md section 6) for one or more latency constraints."""
-        from spaceevo.search import qt_score, qt_score_error
-
-        sp = _space(space)
-        cons = _check_constraints(constraint)
-        if samples < 1:
-            raise ValueError(f"--samples {samples} must be >= 1")
-        tabs = _tables(lut_dir, sp.hyperspace.name, predictor, latency)
-        res = qt_score(sp, tabs, cons, samples, seed, warn=False)
-        for c in res.constraints:
-            if c.below_min_latency:
-                _warn(f"constraint {c.constraint_ms:g} ms is below the fastest subnet of {sp} "
-                      f"({res.min_latency_ms:.3f} ms); no sample meets it and score_T = 1/(penalty*1e5) = {c.score:.3g}")
-        out = res.to_dict()
-        out["latency_source"] = tabs.latency_source
-        out["fixed_source"] = tabs.fixed_source
-        out["fixed_stages"] = "first_conv + stage0 (depth 1, smallest widths) + feature_mix + logits; " \
-                              "final_expand per sample (folded into stage6 rows)"
-        if repeats > 1:
-            err = qt_score_error(sp, tabs, cons, samples, range(seed, seed + repeats))
-            out["score_std"], out["score_rel_std"], out["score_mean"] = err["std"], err["rel_std"], err["mean"]
-        emit(out, as_json, _render_score)
+        qt_score(space, lut_dir, constraint, predictor, latency, samples, seed, repeats, as_json)
 
     @app.command("search-space")
     def search_space_cmd(hyperspace: str = typer.Option(..., "--hyperspace", help="onnxw or mobilew"),
@@ -157,18 +101,6 @@ def register(app: typer.Typer) -> None:
                "chosen": [{"constraint_ms": T, **(vars(c) if c else {"subnet": None})} for T, c in chosen.items()],
                "pareto_front": [vars(c) for c in front], "plot": str(plot) if plot else None}
         emit(out, as_json, _render_subnets)
-
-
-def _render_score(d: dict) -> None:
-    rows = [[f"{c['constraint_ms']:g}", f"{c['score']:.5f}", f"{c['latency_penalty']:.4f}", f"{c['top_loss']:.4f}",
-             f"{c['p_feasible']:.5f}", c["n_feasible"]] for c in d["constraints"]]
-    table(f"Q-T score of {d['space']}: {d['score']:.5f}  ({d['n_samples']} samples, seed {d['seed']}, "
-          f"latency from {d['latency_source']})",
-          ["T (ms)", "score_T", "latency penalty", "top loss", "p feasible", "n feasible"], rows)
-    extra = f"subnet latency {d['min_latency_ms']:.3f} .. {d['max_latency_ms']:.3f} ms"
-    if "score_std" in d:
-        extra += f"; sampling error: std {d['score_std']:.5f} ({100 * d['score_rel_std']:.2f}%)"
-    sys.stdout.write(extra + "\n")
 
 
 def _wide_table(title: str, columns: list[str], rows: list[list], keep: int) -> None:
