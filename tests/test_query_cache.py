@@ -275,7 +275,7 @@ def test_concurrent_builders_leave_one_valid_cache(pred_file, tmp_path):
 # -- what a table-only query imports -----------------------------------------------------------
 def _modules_after(args: list[str], env: dict) -> tuple[set[str], str]:
     code = ("import json, sys\nfrom spaceevo.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+            "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)))")
     res = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
     mods = json.loads(res.stderr.rsplit("MODULES ", 1)[1])
     return set(mods), res.stdout
@@ -300,6 +300,9 @@ def test_table_only_prediction_imports_no_heavy_module(pred_file, synth_luts, tm
     mods, out = _modules_after(["--help"], env)
     assert "predict" in out and "qt-score" in out
     assert not mods & {"numpy", *HEAVY}, sorted(mods & {"numpy", *HEAVY})
+    assert "typer.rich_utils" not in mods  # the command list in click's plain layout
+    mods, out = _modules_after(["profile", "--help"], env)
+    assert "--subnets" in out and "typer.rich_utils" in mods  # a command's options keep the rich tables
     mods, _ = _modules_after(["predict", SEQNET, "--space", SPACE, "--bogus"], env)  # an argument error
     assert not mods & {"numpy", *HEAVY}, sorted(mods & {"numpy", *HEAVY})
 

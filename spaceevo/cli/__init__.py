@@ -6,6 +6,7 @@ loads neither typer nor any model library); anything it does not fully understan
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -23,7 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from ._fast import run_fast
 
-        if run_fast(sys.argv[1:] if argv is None else list(argv)):
+        args = sys.argv[1:] if argv is None else list(argv)
+        if args in ([], ["--help"]) and "typer" not in sys.modules:
+            # the command list in click's plain layout: rich's help renderer alone costs more than NumPy's import
+            os.environ.setdefault("TYPER_USE_RICH", "0")
+        if run_fast(args):
             return
         from ._app import app
 
