@@ -3,7 +3,7 @@
 Whole subnets, blocks and two references are timed in turn for a while, then analysed.
 
 Units (INT8, ort, one thread, pinned to one core, prepared once): four whole subnets of
-``onnxw-151122-023231`` at r160 (min, max and two random; 7-12 MiB of INT8 weights, the head alone holds ~4.6 MiB), four blocks of
+``onnxw-151122-023231`` at r160 (min, max and two random; 7-50 MiB of INT8 weights, 0.16-3 GMAC; the head alone holds ~4.6 MiB), four blocks of
 different working sets (a small in-cache block, an activation-heavy one, the FeatureMix head block with
 2.4 MB of weights, a wide ResNet block of stage 6 with ~10 MB), the collector's reference block
 (``ref_cache``, in cache), a 4 MiB fully-connected layer (``fc_4mib``: 8x this VM's L2, well inside its
@@ -166,8 +166,9 @@ def prepare_all(be, units: dict, cache: Path) -> tuple[dict, dict]:
 
 
 # -- the timing loop ------------------------------------------------------------------------------
-def run(out: Path, minutes: float, seed: int = 0, smoke: bool = False, repeats: int = 5) -> None:
-    """Prepare the units, then pass over them until ``minutes`` have gone by, appending every burst."""
+def run(out: Path, minutes: float, seed: int = 0, smoke: bool = False, repeats: int = 5,
+        until: float | None = None) -> None:
+    """Prepare the units, then pass over them until ``minutes`` have gone by (or the epoch time ``until``)."""
     import numpy as np
 
     from spaceevo.latency import get_backend
@@ -209,6 +210,8 @@ def run(out: Path, minutes: float, seed: int = 0, smoke: bool = False, repeats: 
 
         start = time.perf_counter()
         deadline = start + minutes * 60
+        if until is not None:
+            deadline = min(deadline, start + until - time.time())
         n_pass = 0
         last_probe = probe()
         while time.perf_counter() < deadline:
@@ -400,6 +403,17 @@ def _plot(df, out: Path, bin_min: float, fine_min: float) -> None:
     plt.close(fig)
 
 
+def _until(hhmm: str) -> float:
+    """Epoch seconds of the next occurrence of UTC ``HH:MM``."""
+    import calendar
+
+    h, m = (int(x) for x in hhmm.split(":"))
+    now = time.time()
+    day = calendar.timegm(time.gmtime(now)[:3] + (0, 0, 0))
+    t = day + h * 3600 + m * 60
+    return t if t > now else t + 86400
+
+
 def main() -> None:
     """Parse the command line; time (and analyse), or analyse only."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -408,6 +422,8 @@ def main() -> None:
     ap.add_argument("--analyse", type=Path, default=None, metavar="OUT", help="only analyse an earlier run's folder")
     ap.add_argument("--bin-minutes", type=float, default=5.0, help="bin of the drift statistics (default 5)")
     ap.add_argument("--repeats", type=int, default=5, help="samples per burst (default 5)")
+    ap.add_argument("--until", default=None, metavar="HH:MM",
+                    help="stop timing at this UTC time of day at the latest (next occurrence)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="small stand-in units (checks the script only)")
     ap.add_argument("--no-plot", action="store_true")
@@ -416,7 +432,8 @@ def main() -> None:
         analyse(args.analyse, bin_min=args.bin_minutes, plot=not args.no_plot)
         return
     try:
-        run(args.out, args.minutes, seed=args.seed, smoke=args.smoke, repeats=args.repeats)
+        run(args.out, args.minutes, seed=args.seed, smoke=args.smoke, repeats=args.repeats,
+            until=_until(args.until) if args.until else None)
     except KeyboardInterrupt:
         print("interrupted; analysing what was recorded", file=sys.stderr)
     analyse(args.out, bin_min=args.bin_minutes, plot=not args.no_plot)
