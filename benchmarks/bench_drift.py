@@ -355,7 +355,11 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
                 **{c: c for c in busy_cols}}
         machine["subnet_ratio_rc_corr"] = {k: round(float(nets["dev"].corr(nets[c])), 3)
                                            for k, c in cand.items() if c in nets and nets[c].std() > 0}
+    med = table.pivot(index="unit", columns="mode", values="median_ms")
+    if {"fresh", "open"} <= set(med.columns):
+        table["fresh_over_open"] = table["unit"].map(med["fresh"] / med["open"])
     summary = {"machine": machine, "units": table.to_dict(orient="records")}
+    (out / "table.md").write_text(markdown_table(table))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
@@ -367,6 +371,25 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
     if plot:
         _plot(df, out, bin_min, fine_min)
     return summary
+
+
+def markdown_table(table) -> str:
+    """The README's table: per unit and mode, drift of the raw time and of the three normalisations."""
+    def pct(x):
+        return "-" if x is None or not math.isfinite(x) else f"{100 * x:+.1f}%"
+
+    def sp(x):
+        return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+    lines = ["| unit | mode | INT8 weights | median ms | 5-min spread: raw | / ref_cache | / ref_stream | "
+             "two-ref mix | 2nd half vs 1st: raw | / ref_cache | / ref_stream | mix | elasticity to ref_cache | "
+             "to ref_stream | w |", "|" + "---|" * 15]
+    for r in table.to_dict(orient="records"):
+        lines.append(f"| {r['unit']} | {r['mode']} | {r['weight_mib']:.2f} MiB | {r['median_ms']:.3g} | "
+                     f"{sp(r['spread5_ms'])} | {sp(r['spread5_rc'])} | {sp(r['spread5_rs'])} | {sp(r['spread5_mix'])} | "
+                     f"{pct(r['half_ms'])} | {pct(r['half_rc'])} | {pct(r['half_rs'])} | {pct(r['half_mix'])} | "
+                     f"{r['beta_rc']:.2f} | {r['beta_rs']:.2f} | {r['w_mix']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _plot(df, out: Path, bin_min: float, fine_min: float) -> None:
