@@ -269,7 +269,8 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
     import pandas as pd
 
     meta = json.loads((out / "units.json").read_text())
-    df = pd.read_json(out / "records.jsonl", lines=True)
+    src = out / "records.jsonl"
+    df = pd.read_json(src if src.is_file() else out / "records.jsonl.gz", lines=True)
     if df.empty:
         raise SystemExit(f"{out}/records.jsonl holds no records")
     df["rs_ms"] = (df["rs_before"] + df["rs_after"]) / 2
@@ -279,6 +280,8 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
     df["bin"] = (df["t"] / 60 // bin_min).astype(int)
     df["fine"] = (df["t"] / 60 // fine_min).astype(int)
     df["half"] = (df["t"] > df["t"].max() / 2).astype(int)
+    # the machine's state at a burst: the quartile of the in-cache reference's time (0 fastest, 3 slowest)
+    df["state"] = pd.qcut(df["ref_ms"], 4, labels=False, duplicates="drop")
     # the in-cache reference's own per-burst time (median of its bracketing samples) is ref_ms
     rows = []
     for (unit, mode), g in df.groupby(["unit", "mode"]):
@@ -328,6 +331,14 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
         v = fine["ratio_rs"].to_numpy()
         row["cv1_rs"] = float(v.std() / v.mean()) if v.size > 1 else float("nan")
         lratio = np.log(fine["ratio_rc"].to_numpy())
+        # does the collector's ratio depend on the machine's state? burst-level log-log slope on ref_ms,
+        # and the ratio in the slowest quartile of ref_ms over the fastest
+        bx, by = np.log(g["ref_ms"].to_numpy()), np.log(g["ratio_rc"].to_numpy())
+        row["state_slope_rc"] = slope(by - by.mean(), bx - bx.mean())
+        byq = g.groupby("state")["ratio_rc"].median()
+        row["slow_over_fast_rc"] = float(byq.iloc[-1] / byq.iloc[0] - 1) if len(byq) > 1 else float("nan")
+        byq = g.groupby("state")["ratio_rs"].median()
+        row["slow_over_fast_rs"] = float(byq.iloc[-1] / byq.iloc[0] - 1) if len(byq) > 1 else float("nan")
         row.update(beta_rc=slope(lu, lrc), beta_rs=slope(lu, lrs), corr_rc=corr(lu, lrc), corr_rs=corr(lu, lrs),
                    corr_ratio_disagree=corr(lratio - lratio.mean(), lrs - lrc), w_mix=w)
         rows.append(row)
@@ -338,6 +349,7 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
     machine = {"minutes": round(span_min, 2), "passes": int(df["pass"].max() + 1), "bursts": int(len(df)),
                "ref_cache_ms_p10_p50_p90": [round(float(df["ref_ms"].quantile(q)), 4) for q in (0.1, 0.5, 0.9)],
                "ref_stream_ms_p10_p50_p90": [round(float(df["rs_ms"].quantile(q)), 4) for q in (0.1, 0.5, 0.9)],
+               "ref_cache_ms_by_state": [round(float(v), 4) for v in df.groupby("state")["ref_ms"].median()],
                "spread5_ref_cache_ms": _spread(df.groupby("bin")["ref_ms"].median()),
                "spread5_ref_stream_ms": _spread(df.groupby("bin")["rs_ms"].median()),
                "spread5_stream_over_cache": _spread(df.groupby("bin").apply(
@@ -365,7 +377,8 @@ def analyse(out: Path, bin_min: float = 5.0, fine_min: float = 1.0, plot: bool =
     pd.set_option("display.max_columns", 40)
     cols = ["unit", "mode", "weight_mib", "median_ms", "spread5_ms", "spread5_rc", "spread5_rs", "spread5_mix",
             "half_ms", "half_rc", "half_rs", "half_mix", "h2_cv1_rc", "h2_cv1_rs", "h2_cv1_mix", "beta_rc",
-            "beta_rs", "corr_rc", "corr_rs", "corr_ratio_disagree", "w_mix"]
+            "beta_rs", "corr_rc", "corr_rs", "corr_ratio_disagree", "w_mix", "state_slope_rc", "slow_over_fast_rc",
+            "slow_over_fast_rs"]
     print(table[cols].round(4).to_string(index=False))
     print(json.dumps({k: v for k, v in machine.items() if k != "caches"}, indent=1, default=float))
     if plot:
@@ -383,12 +396,13 @@ def markdown_table(table) -> str:
 
     lines = ["| unit | mode | INT8 weights | median ms | 5-min spread: raw | / ref_cache | / ref_stream | "
              "two-ref mix | 2nd half vs 1st: raw | / ref_cache | / ref_stream | mix | elasticity to ref_cache | "
-             "to ref_stream | w |", "|" + "---|" * 15]
+             "to ref_stream | w | slow vs fast state: / ref_cache | / ref_stream |", "|" + "---|" * 17]
     for r in table.to_dict(orient="records"):
         lines.append(f"| {r['unit']} | {r['mode']} | {r['weight_mib']:.2f} MiB | {r['median_ms']:.3g} | "
                      f"{sp(r['spread5_ms'])} | {sp(r['spread5_rc'])} | {sp(r['spread5_rs'])} | {sp(r['spread5_mix'])} | "
                      f"{pct(r['half_ms'])} | {pct(r['half_rc'])} | {pct(r['half_rs'])} | {pct(r['half_mix'])} | "
-                     f"{r['beta_rc']:.2f} | {r['beta_rs']:.2f} | {r['w_mix']:.2f} |")
+                     f"{r['beta_rc']:.2f} | {r['beta_rs']:.2f} | {r['w_mix']:.2f} | {pct(r['slow_over_fast_rc'])} | "
+                     f"{pct(r['slow_over_fast_rs'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -422,7 +436,7 @@ def _plot(df, out: Path, bin_min: float, fine_min: float) -> None:
     axes[0].legend(ncol=4, fontsize=8)
     axes[-1].set_xlabel("minutes since start")
     fig.tight_layout()
-    fig.savefig(out / "drift.png", dpi=90)
+    fig.savefig(out / "drift.png", dpi=72)
     plt.close(fig)
 
 
