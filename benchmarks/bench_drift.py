@@ -28,8 +28,10 @@ steal fractions of every core since the previous record (``/proc/stat``). ``<out
 unit's INT8 weight bytes and MACs. The analysis (``--analyse OUT``, also run at the end) bins the series by
 time and reports, per unit: the drift of its raw time, of its ratio to ``ref_cache`` (the collector's) and
 of its ratio to ``ref_stream``, as the spread of 5-minute medians and the first-half/second-half change;
-the elasticity of its time to each reference's (1-minute medians, log-log slope); a two-reference
-correction fitted on the first half and tested on the second; and a PNG of the normalised series.
+the elasticity of its time to each reference's (1-minute medians, log-log slope); the dependence of its
+ratio on the machine's state (bursts grouped by the quartile of the in-cache reference's time beside
+them: slowest over fastest, and the burst-level log-log slope); a two-reference correction fitted on the
+first half and tested on the second; ``table.md`` (the README's table) and a PNG of the series.
 
 Run: ``python benchmarks/bench_drift.py --minutes 30 --out drift-run`` (the machine to itself), then
 ``python benchmarks/bench_drift.py --analyse drift-run`` to analyse again. ``--smoke`` times small stand-ins
