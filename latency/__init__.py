@@ -23,7 +23,8 @@ _LAZY = {
                      "make_unit", "register_kernel"), "._units"),
     **dict.fromkeys(("default_device", "run_profile"), "._profile"),
     **dict.fromkeys(("fixed_block_configs", "get_sampler", "list_samplers", "random_subnets", "register_sampler",
-                     "space_block_configs", "subnet_units"), "._samplers"),
+                     "space_block_configs", "subnet_profile_units", "subnet_units"),
+                    "._samplers"),
     "run_farm": "._farm",  # Ray itself is imported only when a farm runs
     **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
 }

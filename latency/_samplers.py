@@ -196,7 +196,21 @@ def random_subnets(space: str, n: int, resolutions: Sequence[int] | None = None,
     return out
 
 
-def subnet_units(whole: Sequence[tuple], blocks_of: Sequence[tuple] = ()) -> list:
+def subnet_profile_units(space: str, n: int, resolutions: Sequence[int] | None = None, seed: int = 0,
+                         published: Sequence[tuple] = ()) -> list:
+    """What ``spaceevo profile --subnets N [--published]`` times: a predictor of whole subnets' units.
+
+    The blocks of ``n`` :func:`random_subnets` of ``space`` and of the ``published`` ``(space, subnet)`` pairs,
+    the space's fixed blocks at the random subnets' resolutions, then the ``n`` subnets whole.
+    """
+    whole = random_subnets(space, n, resolutions, seed=seed)
+    res = sorted({sub.resolution for _sp, sub in whole}) or resolutions
+    fixed = fixed_block_configs(space, res) if res else []
+    return subnet_units(whole, published, extra_blocks=fixed)
+
+
+def subnet_units(whole: Sequence[tuple], blocks_of: Sequence[tuple] = (),
+                 extra_blocks: Sequence[BlockConfig] = ()) -> list:
     """Units for a predictor of whole subnets: every distinct block of the given subnets, then ``whole`` whole.
 
     Parameters
@@ -206,6 +220,8 @@ def subnet_units(whole: Sequence[tuple], blocks_of: Sequence[tuple] = ()) -> lis
         ``space`` is a ``SearchSpace`` or its encoding, ``subnet`` a ``Subnet`` or its encoding.
     blocks_of : sequence of (space, subnet)
         Subnets whose blocks only are timed (held-out subnets, the published SpaceEvo subnets).
+    extra_blocks : sequence of BlockConfig
+        More blocks to time (the space's fixed blocks), after the subnets' own.
 
     Returns
     -------
@@ -222,6 +238,8 @@ def subnet_units(whole: Sequence[tuple], blocks_of: Sequence[tuple] = ()) -> lis
     for sp, sub in whole + list(parsed(blocks_of)):
         for b in sp.blocks(sub):
             blocks.setdefault(b.config, None)
+    for cfg in extra_blocks:
+        blocks.setdefault(cfg, None)
     seen: dict[str, SubnetUnit] = {}
     for sp, sub in whole:
         u = SubnetUnit(str(sp), str(sub))

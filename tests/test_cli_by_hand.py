@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from spaceevo.cli import app, main
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import fixed_block_configs, random_subnets, register_backend, subnet_units
+from spaceevo.latency import (fixed_block_configs, random_subnets, register_backend, subnet_profile_units,
+                              subnet_units)
 from spaceevo.latency._backend import _BACKENDS
 from spaceevo.predictors import LatencyPredictor
 from spaceevo.predictors._synthetic import synthetic_measurements
@@ -125,6 +126,9 @@ def test_subnet_plan_units(tmp_path):
     assert len(models) == 3 and units[-3:] == models and len({u.key for u in blocks}) == len(blocks)
     need = {b.config for sp, s in pairs for b in sp.blocks(s)}
     assert {u.block for u in blocks} == need
+    plan = subnet_profile_units(SPACE, 3, [160, 176], seed=0)
+    assert [u for u in plan if u.kind == "model"] == models
+    assert {u.block for u in plan if u.kind == "block"} == need | set(fixed_block_configs(SPACE, [160, 176]))
     spaces = {str(sp) for sp, _s in random_subnets("onnxw", 6, [160], seed=0)}
     assert len(spaces) > 1 and all(s.startswith("onnxw-") for s in spaces)
     with pytest.raises(ValueError, match=r"resolution=170 is not in onnxw resolutions"):

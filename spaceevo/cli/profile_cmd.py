@@ -93,10 +93,10 @@ def _render_farm(s: dict) -> None:
 
 def _subnet_plan(space: str, resolution: list[int] | None, n: int, published: bool, published_file: Path | None,
                  seed: int, sampler: str, kind: str) -> list:
-    """The units of ``--subnets N`` / ``--published``: the subnets' blocks, the fixed blocks, N subnets whole."""
+    """The units of ``--subnets N`` / ``--published`` (``latency.subnet_profile_units``), counted on stderr."""
     import sys
 
-    from spaceevo.latency import BlockUnit, fixed_block_configs, random_subnets, subnet_units
+    from spaceevo.latency import subnet_profile_units
     from spaceevo.space import published_subnets
 
     if sampler != "space" or kind != "block":
@@ -104,19 +104,11 @@ def _subnet_plan(space: str, resolution: list[int] | None, n: int, published: bo
                          f"--sampler {sampler!r} --kind {kind!r} (use the default --sampler space --kind block)")
     if n < 0:
         raise ValueError(f"--subnets {n} must be >= 0")
-    hyper = space.split("-", 1)[0]
-    whole = random_subnets(space, n, resolution, seed=seed)
-    pub = published_subnets(published_file, hyperspace=hyper) if published else []
-    units = subnet_units(whole, [(p["space"], p["subnet"]) for p in pub])
-    have = {u.key for u in units}
-    res = sorted({sub.resolution for _sp, sub in whole}) or resolution
-    fixed = [BlockUnit(c) for c in fixed_block_configs(space, res)] if res else []
+    pub = published_subnets(published_file, hyperspace=space.split("-", 1)[0]) if published else []
+    units = subnet_profile_units(space, n, resolution, seed=seed, published=[(p["space"], p["subnet"]) for p in pub])
     n_blocks = sum(u.kind == "block" for u in units)
-    units = [u for u in units if u.kind == "block"] + [u for u in fixed if u.key not in have] + \
-        [u for u in units if u.kind == "model"]
-    sys.stderr.write(f"{n_blocks} blocks of {len(whole)} random subnets of {space}"
-                     + (f" and {len(pub)} published subnets" if published else "")
-                     + f", {len(units) - n_blocks - len(whole)} more fixed blocks, {len(whole)} subnets whole\n")
+    sys.stderr.write(f"{n_blocks} blocks of {n} random subnets of {space} (fixed blocks included)"
+                     + (f" and {len(pub)} published subnets" if published else "") + f", {n} subnets whole\n")
     return units
 
 
