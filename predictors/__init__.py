@@ -15,6 +15,10 @@ from ._registry import builtin_dir, list_predictors, predictor_path, user_dir
 
 # name -> private module that defines it; loaded on first access
 _LAZY = {
+    **dict.fromkeys(("ADAPT_METHODS", "AdaptSource", "adapt_predictor", "adaptation_info", "check_source",
+                     "choose_method", "choose_sources", "fit_transfer", "rank_sources", "select_units",
+                     "source_log_predictions", "unit_arrays"), "._adapt"),
+    "TransferLatencyRegressor": "._transfer",
     **dict.fromkeys(("FORMAT_VERSION", "LatencyPredictor", "PredictorFileError", "dataset_digest", "train_predictor"),
                     "._bundle"),
     **dict.fromkeys(("NNMETER_RF_SETTINGS", "LGBMLatencyRegressor", "LookupLatencyRegressor", "RFLatencyRegressor",

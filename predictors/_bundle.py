@@ -28,6 +28,7 @@ from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_
 from ._metrics import latency_metrics
 from ._target import check_target, reference_ms, with_target
 from . import spaceevo_builtin  # noqa: F401,E402  (registers the "spaceevo-lut" estimator of the built-ins)
+from . import _transfer  # noqa: F401,E402  (registers the "transfer" estimator of adapted predictors)
 
 log = logging.getLogger(__name__)
 
