@@ -18,6 +18,7 @@ _LAZY = {
     **dict.fromkeys(("ADAPT_METHODS", "AdaptSource", "adapt_predictor", "adaptation_info", "check_source",
                      "choose_method", "choose_sources", "fit_transfer", "rank_sources", "select_units",
                      "source_log_predictions", "unit_arrays"), "._adapt"),
+    **dict.fromkeys(("candidate_units", "resolve_sources", "run_adapt"), "._adapt_run"),
     "TransferLatencyRegressor": "._transfer",
     **dict.fromkeys(("FORMAT_VERSION", "LatencyPredictor", "PredictorFileError", "dataset_digest", "train_predictor"),
                     "._bundle"),
