@@ -38,7 +38,8 @@ from spaceevo.space import BlockConfig
 
 from ._bundle import FORMAT, FORMAT_VERSION, LatencyPredictor, _runtime_versions, dataset_digest
 from ._estimators import LGBM_BASE_FEATURES
-from ._features import FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, configs_from_frame, feature_schema
+from ._features import (FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, configs_from_frame,
+                        feature_schema)
 from ._metrics import latency_metrics
 from ._target import auto_target, reference_ms, with_target
 from ._transfer import TransferLatencyRegressor, ridge_calibration

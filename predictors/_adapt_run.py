@@ -137,7 +137,8 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
         be.require()
     except Exception as exc:  # not installed here, or no device: say why and what is usable
         usable = [b for b in list_backends() if b != backend and _available(b)]
-        raise ValueError(f"backend={backend!r} is not available on this machine ({exc}); usable here: {usable}") from None
+        raise ValueError(f"backend={backend!r} is not available on this machine ({exc}); "
+                         f"usable here: {usable}") from None
     if not isinstance(subnets, int) or subnets < 0:
         raise ValueError(f"subnets={subnets!r} must be an integer >= 0")
     units = candidate_units(space, resolutions, kind)
