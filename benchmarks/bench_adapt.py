@@ -167,7 +167,7 @@ def run_target(target: str, gt: Path, targets: list[str], budgets: list[int], se
                 rng = np.random.default_rng(seed)
                 subs = subnets.iloc[sorted(rng.choice(len(subnets), size=min(n_subnets, len(subnets)),
                                                       replace=False))]
-                for strategy in ("diverse", "random"):
+                for strategy in ("diverse", "disagree", "random"):
                     idx = select_units(types, X, S, n, strategy, seed=seed)
                     chosen = pd.concat([blocks.iloc[idx], subs])
                     secs = float(sum(cost[k] for k in chosen["key"])) + overhead["startup_s"]
@@ -217,15 +217,16 @@ def summary_table(df: pd.DataFrame) -> str:
 def method_table(df: pd.DataFrame) -> str:
     """Mean Kendall tau and +-10% per method and budget (diverse units, any-dtype sources) and random units."""
     d = df[(df["sources"] == "any dtype")]
-    rows = ["| N | " + " | ".join(m for m in ADAPT_METHODS) + " | random units, auto |",
-            "|---|" + "---|" * (len(ADAPT_METHODS) + 1)]
+    rows = ["| N | " + " | ".join(m for m in ADAPT_METHODS) + " | disagree units, auto | random units, auto |",
+            "|---|" + "---|" * (len(ADAPT_METHODS) + 2)]
     for n, g in d.groupby("budget"):
         cells = []
         for m in ADAPT_METHODS:
             x = g[(g["strategy"] == "diverse") & (g["method"] == m)]
             cells.append(f"{x['kendall_tau'].mean():.3f} / {x['acc_10pct'].mean():.0f}%" if len(x) else "-")
-        x = g[(g["strategy"] == "random") & (g["method"] == "auto")]
-        cells.append(f"{x['kendall_tau'].mean():.3f} / {x['acc_10pct'].mean():.0f}%" if len(x) else "-")
+        for strategy in ("disagree", "random"):
+            x = g[(g["strategy"] == strategy) & (g["method"] == "auto")]
+            cells.append(f"{x['kendall_tau'].mean():.3f} / {x['acc_10pct'].mean():.0f}%" if len(x) else "-")
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

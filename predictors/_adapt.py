@@ -6,8 +6,8 @@ A new device's predictor from other devices' predictors (the *sources*) and a fe
    a model of each candidate unit type, and the same dtype unless cross-dtype transfer is asked for).
 2. :func:`select_units`: which ``budget`` units to measure: per unit type a quota by the type's share of
    the predicted latency, and inside a type a greedy facility-location cover of the feature space (work and
-   traffic features and the sources' consensus prediction), weighted towards units where the sources
-   disagree (``strategy='diverse'``); ``strategy='random'`` is the baseline.
+   traffic features and the sources' consensus prediction; ``strategy='diverse'``), optionally weighted
+   towards units where the sources disagree (``'disagree'``); ``strategy='random'`` is the baseline.
 3. :func:`rank_sources` ranks the sources by how well each, calibrated per type, fits the measured units
    (leave-one-out RMSE of log latency, LitePred-style similarity), and forward selection keeps an
    ensemble of the best ones while it helps.
@@ -42,12 +42,12 @@ from ._features import (FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_
                         feature_schema)
 from ._metrics import latency_metrics
 from ._target import auto_target, reference_ms, with_target
-from ._transfer import TransferLatencyRegressor, ridge_calibration
+from ._transfer import PROXY_TYPES, TransferLatencyRegressor, proxy_features, ridge_calibration
 
 log = logging.getLogger(__name__)
 
 ADAPT_METHODS: tuple[str, ...] = ("auto", "scale", "linear", "per-type", "boost")
-STRATEGIES: tuple[str, ...] = ("diverse", "random")
+ADAPT_STRATEGIES: tuple[str, ...] = ("diverse", "disagree", "random")
 # ridge penalties (rows) of a type's offset and slope towards the shared calibration, and of the shared
 # slope towards 1 (a source that scales with the target); chosen on the benchmark's ort INT8 1-thread data
 LAMBDA_TYPE = (2.0, 4.0)
@@ -61,6 +61,7 @@ BOOST_PARAMS = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 
 BOOST_ROUNDS = 100
 BOOST_MIN_UNITS = 20  # fewer measured units: no boosted correction (it would fit the noise)
 MAX_SOURCES = 3
+ENSEMBLE_MIN_UNITS = 20  # fewer measured units: one source (leave-one-out on fewer is too noisy to combine)
 
 
 @dataclasses.dataclass
@@ -95,7 +96,7 @@ def check_source(source: AdaptSource, dtype: str, unit_types: Sequence[str], cro
     """Raise ``ValueError`` naming the problem when ``source`` cannot serve a target of ``dtype`` and these types.
 
     A source must be a predictor of the same dtype (unless ``cross_dtype``), computed on a feature schema
-    this spaceevo knows, and have a model of every unit type in ``unit_types``.
+    this spaceevo knows, and have a model of every unit type in ``unit_types`` (or of its ``PROXY_TYPES``).
     """
     p = source.predictor
     if p.dtype != dtype and not cross_dtype:
@@ -104,10 +105,21 @@ def check_source(source: AdaptSource, dtype: str, unit_types: Sequence[str], cro
     if p.feature_version not in FEATURE_NAMES_BY_VERSION:
         raise ValueError(f"source {source.name!r} has feature schema version {p.feature_version!r}; this spaceevo "
                          f"computes versions {sorted(FEATURE_NAMES_BY_VERSION)}")
-    missing = sorted(set(unit_types) - set(p.models))
+    missing = sorted(t for t in set(unit_types) - set(p.models) if PROXY_TYPES.get(t) not in p.models)
     if missing:
         raise ValueError(f"source {source.name!r} has no model of the unit types {missing} of the candidate units "
                          f"(its types: {sorted(p.models)})")
+
+
+def model_of(source: AdaptSource, unit_type: str) -> tuple[object, str | None]:
+    """The source's model of ``unit_type`` and the proxy type it stands for (None: its own model)."""
+    models = source.predictor.models
+    if unit_type in models:
+        return models[unit_type], None
+    proxy = PROXY_TYPES.get(unit_type)
+    if proxy in models:
+        return models[proxy], proxy
+    raise ValueError(f"source {source.name!r} has no model of {unit_type!r} (nor of a proxy type)")
 
 
 def source_log_predictions(sources: Sequence[AdaptSource], types: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -117,7 +129,8 @@ def source_log_predictions(sources: Sequence[AdaptSource], types: np.ndarray, X:
         k = s.n_features
         for t in sorted(set(types.tolist())):
             m = types == t
-            out[m, j] = np.log(s.predictor.models[t].predict(X[m][:, :k]))
+            model, proxy = model_of(s, t)
+            out[m, j] = np.log(model.predict(proxy_features(X[m], proxy, k) if proxy else X[m][:, :k]))
     return out
 
 
@@ -166,8 +179,9 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
     budget : int
         How many to choose (1 <= budget <= n).
     strategy : str
-        ``diverse`` (type quotas by predicted latency share; greedy facility-location cover of the feature space,
-        weighted by the sources' disagreement) or ``random`` (uniform, seeded).
+        ``diverse`` (type quotas by predicted latency share; greedy facility-location cover of the feature
+        space, larger units weighted up), ``disagree`` (the same, also weighted towards units where the
+        sources disagree) or ``random`` (uniform, seeded).
     seed : int
         Seed of ``random`` (and of ties).
 
@@ -181,8 +195,8 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
         A budget outside 1..n or an unknown strategy.
     """
     n = len(types)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is not one of {list(STRATEGIES)}")
+    if strategy not in ADAPT_STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not one of {list(ADAPT_STRATEGIES)}")
     if not isinstance(budget, (int, np.integer)) or not 1 <= budget <= n:
         raise ValueError(f"budget={budget!r} must be between 1 and the {n} candidate units")
     rng = np.random.default_rng(seed)
@@ -190,7 +204,7 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
         return rng.choice(n, size=int(budget), replace=False)
     S = np.asarray(source_log, dtype=np.float64).reshape(n, -1)
     z = S.mean(axis=1)
-    if S.shape[1] > 1:  # disagreement: spread of the sources after removing each one's overall offset
+    if S.shape[1] > 1 and strategy == "disagree":  # disagreement: spread of the sources after removing each one's overall offset
         D = S - np.median(S - z[:, None], axis=0)
         u = D.std(axis=1)
         weight = 1.0 + u / max(float(np.median(u)), 1e-9)
@@ -353,7 +367,7 @@ def choose_sources(names: Sequence[str], types: np.ndarray, source_log: np.ndarr
     chosen = [order[0]]
     best = ranking[0]["loo_log_rmse"]
     for j in order[1:max(1, len(order))]:
-        if len(chosen) >= max_sources or len(ly) < 5:
+        if len(chosen) >= max_sources or len(ly) < ENSEMBLE_MIN_UNITS:
             break
         trial = chosen + [j]
         score = cv_log_rmse(types, source_log[:, trial].mean(axis=1), X0, ly, "per-type", all_types)
@@ -381,16 +395,19 @@ def fit_transfer(sources: Sequence[AdaptSource], weights: Sequence[float], types
                  y: np.ndarray, method: str = "per-type", model_types: Sequence[str] | None = None) -> dict:
     """Per unit type a fitted :class:`TransferLatencyRegressor` (``{type: estimator}``).
 
-    ``model_types`` are the types the predictor must answer (default: every type all sources share);
-    a type with no measured unit gets the shared calibration.
+    ``model_types`` are the types the predictor must answer (default: every type all sources have a model
+    of, and the measured units' types); a type with no measured unit gets the shared calibration.
     """
     if method not in ADAPT_METHODS[1:]:
         raise ValueError(f"method={method!r} is not one of {list(ADAPT_METHODS[1:])}")
     y = np.asarray(y, dtype=np.float64)
     if len(y) == 0 or np.any(~np.isfinite(y)) or np.any(y <= 0):
         raise ValueError("the measured latencies must be at least one finite value > 0 ms")
-    shared = set.intersection(*(set(s.predictor.models) for s in sources))
-    model_types = sorted(shared if model_types is None else model_types)
+    shared = set.intersection(*({t for t in {*s.predictor.models, *PROXY_TYPES}
+                                 if t in s.predictor.models or PROXY_TYPES.get(t) in s.predictor.models}
+                                for s in sources))
+    native = set.intersection(*(set(s.predictor.models) for s in sources))
+    model_types = sorted((native | set(types.tolist())) if model_types is None else model_types)
     lacking = sorted(set(model_types) - shared)
     if lacking:
         raise ValueError(f"the sources have no model of the unit types {lacking}")
@@ -402,8 +419,11 @@ def fit_transfer(sources: Sequence[AdaptSource], weights: Sequence[float], types
     models = {}
     for i, t in enumerate(model_types):
         alpha, beta, prior = cal[t]
-        states = [{"state": s.predictor.models[t].to_state(), "n_features": s.n_features, "weight": float(wi),
-                   "name": s.name} for s, wi in zip(sources, w)]
+        states = []
+        for s, wi in zip(sources, w):
+            model, proxy = model_of(s, t)
+            states.append({"state": model.to_state(), "n_features": s.n_features, "weight": float(wi), "name": s.name,
+                           **({"proxy_type": proxy} if proxy else {})})
         est = TransferLatencyRegressor(sources=states, z_mean=z_mean, prior_alpha=alpha, prior_beta=beta,
                                        type_index=i)
         est.fit_prior(X.shape[1])
@@ -512,6 +532,6 @@ def adaptation_info(pred: LatencyPredictor) -> dict:
     return dict(man["adaptation"])
 
 
-__all__ = ["AdaptSource", "ADAPT_METHODS", "STRATEGIES", "adapt_predictor", "adaptation_info", "check_source",
+__all__ = ["AdaptSource", "ADAPT_METHODS", "ADAPT_STRATEGIES", "adapt_predictor", "adaptation_info", "check_source",
            "choose_method", "choose_sources", "cv_log_rmse", "fit_transfer", "rank_sources", "select_units",
            "source_log_predictions", "unit_arrays"]

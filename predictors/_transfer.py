@@ -14,7 +14,10 @@ the state (their own ``to_state``), so the saved predictor is an ordinary bundle
 loader needs nothing but this estimator's registration.
 
 A source may have been trained on an older feature schema whose names are a prefix of the current one
-(version 1 of ``_features``): it reads the first ``n_features`` columns of X.
+(version 1 of ``_features``): it reads the first ``n_features`` columns of X. A source without a model of
+this block type may lend the model of its nearest type (``proxy_type``, e.g. the SE variant of the same
+block, see ``PROXY_TYPES``): the block's config is rebuilt from X's config columns with that type, and the
+calibration learns the difference.
 """
 
 from __future__ import annotations
@@ -22,6 +25,29 @@ from __future__ import annotations
 import numpy as np
 
 from ._estimators import _LatencyRegressor, estimator_from_state, register_estimator
+
+# a block type -> the type whose model stands in for it when a source lacks it (same structure, +-SE or k=3)
+PROXY_TYPES: dict[str, str] = {
+    "FusedMBConvResBlock": "FusedMBConvSEResBlock", "FusedMBConvSEResBlock": "FusedMBConvResBlock",
+    "ResNetBlock": "ResNetSEBlock", "ResNetSEBlock": "ResNetBlock",
+    "MobileNetV2ResBlock": "MobileNetV2K3ResBlock", "MobileNetV2K3ResBlock": "MobileNetV2ResBlock",
+    "MobileNetV3ResBlock": "MobileNetV3K3ResBlock", "MobileNetV3K3ResBlock": "MobileNetV3ResBlock",
+}
+
+
+def proxy_features(X: np.ndarray, proxy_type: str, n_features: int) -> np.ndarray:
+    """Features (the first ``n_features``) of the rows' block configs rebuilt as blocks of ``proxy_type``.
+
+    X's first seven columns are the config (hw, cin, cout, k, e, stride, act index) in every feature schema.
+    """
+    from spaceevo.space import ACTIVATIONS, BlockConfig
+
+    from ._features import FEATURE_NAMES_BY_VERSION, block_features
+
+    version = next(v for v, names in sorted(FEATURE_NAMES_BY_VERSION.items()) if len(names) == n_features)
+    configs = [BlockConfig(proxy_type, int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4]), int(r[5]),
+                           ACTIVATIONS[int(r[6])]) for r in np.asarray(X)]
+    return block_features(configs, version)
 
 
 def ridge_calibration(z: np.ndarray, ly: np.ndarray, z_mean: float, prior: tuple[float, float],
@@ -66,8 +92,8 @@ class TransferLatencyRegressor(_LatencyRegressor):
     Parameters
     ----------
     sources : list of dict
-        Each ``{"state": <source estimator state>, "n_features": int, "weight": float, "name": str}``;
-        the weights of the log-predictions sum to 1.
+        Each ``{"state": <source estimator state>, "n_features": int, "weight": float, "name": str}`` and
+        optionally ``"proxy_type"`` (the state is that type's model); the log-predictions' weights sum to 1.
     z_mean : float
         Centre of the consensus log-prediction (shared by the types of one predictor).
     prior_alpha, prior_beta : float
@@ -104,7 +130,8 @@ class TransferLatencyRegressor(_LatencyRegressor):
             k = int(s["n_features"])
             if X.shape[1] < k:
                 raise ValueError(f"source {s.get('name')!r} reads {k} features, X has {X.shape[1]}")
-            z += float(s["weight"]) * np.log(m.predict(X[:, :k]))
+            Xs = proxy_features(X, s["proxy_type"], k) if s.get("proxy_type") else X[:, :k]
+            z += float(s["weight"]) * np.log(m.predict(Xs))
         return z
 
     # -- scikit-learn API ----------------------------------------------------------------------------

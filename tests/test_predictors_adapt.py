@@ -105,7 +105,7 @@ def test_bad_sources_and_budgets_are_named(source, candidates):
         check_source(source, "int8", ["NoSuchBlock"])
     with pytest.raises(ValueError, match="budget=2000 must be between 1 and the 1065 candidate units"):
         select_units(types, X, np.zeros((len(types), 1)), 2000)
-    with pytest.raises(ValueError, match=r"strategy='best' is not one of \['diverse', 'random'\]"):
+    with pytest.raises(ValueError, match=r"strategy='best' is not one of \['diverse', 'disagree', 'random'\]"):
         select_units(types, X, np.zeros((len(types), 1)), 5, strategy="best")
 
 
@@ -113,21 +113,27 @@ def test_bad_sources_and_budgets_are_named(source, candidates):
     (["--budget", "5000"], "budget=5000 must be between 1 and the 1065 candidate units"),
     (["--backend", "nope"], "--backend 'nope' is not one of ['adb', 'ort', 'tflite']"),
     (["--dtype", "fp32"], "has dtype='int8', the target dtype='fp32'"),
-    (["--from", "pixel4-tflite-int8"], "no model of the unit types ['FusedMBConvResBlock']"),
+    (["--from", "PARTIAL"], "no model of the unit types ['FirstConvBlock']"),
     (["--kind", "kernel"], "no kernel predictor exists"),
 ])
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    """Each is refused before anything is built or timed."""
     from spaceevo.cli import main
 
     base = {"--backend": "ort", "--dtype": "int8", "--budget": "10", "--from": "vnni-ort-int8"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
+    if base["--from"] == "PARTIAL":  # a source without a FirstConvBlock model (no other type stands in for it)
+        df = synthetic_measurements(SPACE, n_subnets=3, n_models=0, seed=0)
+        part = LatencyPredictor(device="part", estimator_params={"n_estimators": 5})
+        base["--from"] = str(part.fit(df[df["type"] != "FirstConvBlock"]).save(tmp_path / "part.json.gz"))
     argv = ["adapt", *[x for kv in base.items() for x in kv], "--space", SPACE, "--resolution", "160",
             "--db", str(tmp_path / "a.db"), "-o", str(tmp_path / "a.json.gz")]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert not (tmp_path / "a.json.gz").exists()
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "a.json.gz").exists() and not (tmp_path / "a.db").exists()
 
 
 def test_cli_bad_input_message(tmp_path, capsys):
@@ -189,3 +195,20 @@ def test_tiny_real_adapt_int8_from_an_fp32_predictor(tmp_path):
     assert info["sources"][0]["dtype"] == "fp32" and info["budget"] == 4 and info["adapt_seconds"] > 0
     assert pred.dtype == "int8" and pred.composition["n_models"] == 1
     assert 0 < pred.predict_subnet(sp, sn)["latency_ms"] < 1000
+
+
+def test_a_source_lacking_a_type_lends_its_nearest(candidates):
+    """pixel4-tflite-int8 has no FusedMBConvResBlock model: its FusedMBConvSEResBlock model stands in."""
+    configs, types, X = candidates
+    pixel4 = AdaptSource("pixel4-tflite-int8", load_predictor("pixel4-tflite-int8"))
+    check_source(pixel4, "int8", sorted(set(types.tolist())))
+    m = types == "FusedMBConvResBlock"
+    z = source_log_predictions([pixel4], types[m], X[m])[:, 0]
+    assert np.isfinite(z).all() and np.ptp(z) > 1.0  # it follows the block sizes
+    ms = np.zeros(len(configs))
+    ms[m] = np.exp(z) * 0.5  # a device twice as fast as the Pixel 4 on these blocks
+    rows = _rows(configs, np.nonzero(m)[0][:6], ms)
+    pred = adapt_predictor([pixel4], rows, device="sim", method="scale")
+    assert pred.models["FusedMBConvResBlock"].sources[0]["proxy_type"] == "FusedMBConvSEResBlock"
+    np.testing.assert_allclose(pred.predict_blocks([configs[i] for i in np.nonzero(m)[0][:6]]), np.exp(z[:6]) * 0.5,
+                               rtol=1e-6)

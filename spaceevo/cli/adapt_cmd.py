@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="Device id (default <backend>-<cpu slug>)."),
         db: Path = typer.Option(Path("adapt.db"), "--db", help="SQLite store of the measurements (a rerun resumes)."),
         cross_dtype: bool = typer.Option(False, "--cross-dtype", help="Allow sources of another dtype."),
-        strategy: str = typer.Option("diverse", "--strategy", help="Unit choice: diverse | random"),
+        strategy: str = typer.Option("diverse", "--strategy", help="Unit choice: diverse | disagree | random"),
         method: str = typer.Option("auto", "--method", help="auto | scale | linear | per-type | boost"),
         rounds: Optional[int] = typer.Option(None, "--rounds", help="Rounds a unit (default: the collector's)."),
         repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed samples per round (default: the "
@@ -61,8 +61,10 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--backend {backend!r} is not one of {list_backends()}")
         if (space is None) == (hyperspace is None):
             raise ValueError("give exactly one of --space (a search space or hyperspace) and --hyperspace")
-        if strategy not in ("diverse", "random"):
-            raise ValueError(f"--strategy {strategy!r} is not one of ['diverse', 'random']")
+        from spaceevo.predictors import ADAPT_STRATEGIES
+
+        if strategy not in ADAPT_STRATEGIES:
+            raise ValueError(f"--strategy {strategy!r} is not one of {list(ADAPT_STRATEGIES)}")
         if method not in ADAPT_METHODS:
             raise ValueError(f"--method {method!r} is not one of {list(ADAPT_METHODS)}")
         if budget < 1:
