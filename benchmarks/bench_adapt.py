@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--subnets", type=int, default=5, help="whole subnets of the target's 8 (<= 5)")
     ap.add_argument("--methods", nargs="*", default=list(ADAPT_METHODS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt-issue15"))
+    ap.add_argument("--render", nargs="*", type=Path, default=None,
+                    help="only write the tables and plot from these results.csv files (runs of other targets)")
     args = ap.parse_args(argv)
     targets = args.targets or [t for t in TARGETS if ready(args.gt / t)]
     missing = [t for t in TARGETS if not ready(args.gt / t)]
@@ -302,10 +304,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"no complete ground truth for {missing} under {args.gt}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     cache: dict = {}
-    rows = []
-    for target in targets:
-        rows += run_target(target, args.gt, args.budgets, args.seeds, args.subnets, cache, args.methods)
-    df = pd.DataFrame(rows)
+    if args.render:
+        df = pd.concat([pd.read_csv(p) for p in args.render], ignore_index=True)
+        targets = list(dict.fromkeys(df["target"]))
+        missing = [t for t in TARGETS if t not in targets]
+    else:
+        rows = []
+        for target in targets:
+            rows += run_target(target, args.gt, args.budgets, args.seeds, args.subnets, cache, args.methods)
+        df = pd.DataFrame(rows)
     df.to_csv(args.out / "results.csv", index=False)
     full = df[df["method"] == "train"]
     usable = full.loc[full["kendall_tau"] >= 0.5, "target"].tolist()  # a target its own data cannot rank is noise
