@@ -152,7 +152,8 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     S = source_log_predictions(srcs, types[keep], X[keep])
     chosen = keep[select_units(types[keep], X[keep], S, budget, strategy, seed)]
     plan = [BlockUnit(configs[i]) for i in chosen]
-    whole = random_subnets(space, subnets, resolutions, seed=seed) if subnets else []
+    # seed + 1: never the subnets 'spaceevo validate' draws by default (seed 0), which would leak into the check
+    whole = random_subnets(space, subnets, resolutions, seed=seed + 1) if subnets else []
     plan += list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sp, sn in whole))
     dev = device or default_device(be)
     t0 = time.perf_counter()
