@@ -70,7 +70,8 @@ def private_cross_imports(root: Path = ROOT) -> list[tuple[str, int, str]]:
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
             for target in imported_modules(node, module, path):
-                if not target.startswith("spaceevo.") or target not in modules and target.rpartition(".")[0] not in modules:
+                known = target in modules or target.rpartition(".")[0] in modules
+                if not target.startswith("spaceevo.") or not known:
                     continue
                 parts = target.split(".")
                 # the first private part names a private module (or a private name inside one)
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     lazy = function_level_imports()
     in_layers = [f for f in lazy if f[0].split(".")[1] in LAYERS]
     pairs = {(importer, target) for importer, _line, target in private}
-    print(f"private cross-imports in library code: {len(private)} statements, {len(pairs)} (module, private module) pairs")
+    print(f"private cross-imports in library code: {len(private)} statements, "
+          f"{len(pairs)} (module, private module) pairs")
     if args.list:
         for importer, line, target in private:
             print(f"  {importer}:{line} -> {target}")
