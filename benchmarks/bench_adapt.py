@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from spaceevo.datasets import LatencyStore
-from spaceevo.predictors import (ADAPT_METHODS, AdaptSource, adapt_predictor, check_source, configs_from_frame,
-                                 latency_metrics, load_predictor, select_units, source_log_predictions,
-                                 unit_arrays)
+from spaceevo.predictors import (ADAPT_METHODS, AdaptSource, adapt_predictor, configs_from_frame, latency_metrics,
+                                 load_predictor, select_units)
+from spaceevo.predictors._adapt import check_source, source_log_predictions, unit_arrays
 
 TARGETS = ("ort-int8-1t", "ort-int8-2t", "ort-fp32-1t", "tflite-int8-1t", "tflite-fp32-1t")
 BUILTINS = ("vnni-ort-int8", "pixel4-tflite-int8")

@@ -9,27 +9,30 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
+from ._protocol import DTYPES, ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 
 # name -> private module that defines it; loaded on first access
 _LAZY = {
-    **dict.fromkeys(("DTYPES", "Backend", "backend_class", "check_dtype", "get_backend", "list_backends",
-                     "register_backend"), "._backend"),
+    **dict.fromkeys(("CLOCKS", "REFERENCE_BLOCK", "Backend", "backend_options", "check_dtype", "create_backend",
+                     "get_backend", "list_backends", "register_backend"), "._backend"),
+    **dict.fromkeys(("AdbBackend", "AdbError"), "._adb"),
+    **dict.fromkeys(("check_address", "import_ray"), "._farm_cluster"),
     **dict.fromkeys(("cpu_isa_features", "cpu_slug", "fingerprint_id", "host_facts", "parse_cpuinfo"),
                     "._fingerprint"),
-    **dict.fromkeys(("RandomCalibrationReader", "input_feeds", "quantize_onnx_int8"), "._quantize"),
+    **dict.fromkeys(("CALIBRATE_METHODS", "QUANT_FORMATS", "QUANT_TYPES", "BatchCalibrationReader",
+                     "RandomCalibrationReader", "input_feeds", "quantize_onnx_int8"), "._quantize"),
     "TimingStats": "._stats",
     **dict.fromkeys(("BlockUnit", "KernelUnit", "SubnetUnit", "Unit", "get_kernel", "list_kernels", "make_kernel",
                      "make_unit", "register_kernel"), "._units"),
     **dict.fromkeys(("default_device", "run_profile"), "._profile"),
-    **dict.fromkeys(("fixed_block_configs", "get_sampler", "list_samplers", "random_subnets", "register_sampler",
-                     "space_block_configs", "subnet_profile_units", "subnet_units"),
+    **dict.fromkeys(("fixed_block_configs", "get_sampler", "list_samplers", "plan_units", "random_subnets",
+                     "register_sampler", "space_block_configs", "subnet_profile_units", "subnet_units"),
                     "._samplers"),
     "run_farm": "._farm",  # Ray itself is imported only when a farm runs
     **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
 }
 
-__all__ = sorted({*_LAZY, "ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"})
+__all__ = sorted({*_LAZY, "DTYPES", "ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"})
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,11 @@ from typing import Sequence
 import numpy as np
 
 from ._adapt import AdaptSource, adapt_predictor, check_source, select_units, source_log_predictions, unit_arrays
-from ._registry import list_predictors, load_predictor
+from spaceevo.datasets import LatencyStore
+from spaceevo.latency import (ROUNDS, BlockUnit, SubnetUnit, check_dtype, create_backend, default_device,
+                              get_sampler, list_backends, random_subnets, run_profile)
+
+from ._registry import describe_predictors, load_predictor
 
 MAX_COVER = 2000  # candidates of one type the unit choice looks at (a seeded subset beyond that)
 
@@ -40,7 +44,7 @@ def resolve_sources(names: Sequence[str] | None, dtype: str, unit_types: Sequenc
             out.append(src)
         return out, skipped
     out = []
-    for row in list_predictors():
+    for row in describe_predictors():
         if "error" in row:
             skipped[row["name"]] = row["error"]
             continue
@@ -60,7 +64,6 @@ def resolve_sources(names: Sequence[str] | None, dtype: str, unit_types: Sequenc
 
 def candidate_units(space: str, resolutions: Sequence[int] | None, kind: str = "block") -> list:
     """The units ``spaceevo profile --space SPACE --resolution R --kind KIND`` plans (every block of the space)."""
-    from spaceevo.latency import get_sampler
 
     if kind not in ("block", "kernel"):
         raise ValueError(f"kind={kind!r} is not one of ['block', 'kernel']")
@@ -124,15 +127,11 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     ValueError
         Bad budget or subnets, unusable sources, an unknown or unavailable backend.
     """
-    from spaceevo.datasets import LatencyStore
-    from spaceevo.latency import (ROUNDS, BlockUnit, SubnetUnit, check_dtype, default_device, get_backend,
-                                  list_backends, random_subnets, run_profile)
-
     started = time.perf_counter()
     check_dtype(dtype)
     if backend not in list_backends():
         raise ValueError(f"backend={backend!r} is not one of {list_backends()}")
-    be = get_backend(backend, **(backend_opts or {}))
+    be = create_backend(backend, **(backend_opts or {}))
     try:
         be.require()
     except Exception as exc:  # not installed here, or no device: say why and what is usable
@@ -190,9 +189,7 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
 
 
 def _available(name: str) -> bool:
-    from spaceevo.latency import get_backend
-
     try:
-        return bool(get_backend(name).available())
+        return bool(create_backend(name).available())
     except Exception:  # a backend that cannot even be built is not usable
         return False

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from spaceevo.space import ACTIVATIONS, BlockConfig
+
 from ._estimators import _LatencyRegressor, estimator_from_state, register_estimator
+from ._features import FEATURE_NAMES_BY_VERSION, block_features
 
 # a block type -> the type whose model stands in for it when a source lacks it (same structure, +-SE or k=3)
 PROXY_TYPES: dict[str, str] = {
@@ -40,10 +43,6 @@ def proxy_features(X: np.ndarray, proxy_type: str, n_features: int) -> np.ndarra
 
     X's first seven columns are the config (hw, cin, cout, k, e, stride, act index) in every feature schema.
     """
-    from spaceevo.space import ACTIVATIONS, BlockConfig
-
-    from ._features import FEATURE_NAMES_BY_VERSION, block_features
-
     version = next(v for v, names in sorted(FEATURE_NAMES_BY_VERSION.items()) if len(names) == n_features)
     configs = [BlockConfig(proxy_type, int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4]), int(r[5]),
                            ACTIVATIONS[int(r[6])]) for r in np.asarray(X)]

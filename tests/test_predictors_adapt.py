@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from spaceevo.cli import app
 from spaceevo.latency import random_subnets, register_backend, space_block_configs
 from spaceevo.latency._backend import _BACKENDS
-from spaceevo.predictors import (AdaptSource, LatencyPredictor, adapt_predictor, adaptation_info, check_source,
-                                 load_predictor, rank_sources, select_units, source_log_predictions, unit_arrays)
+from spaceevo.predictors import AdaptSource, LatencyPredictor, adapt_predictor, load_predictor, select_units
+from spaceevo.predictors._adapt import (adaptation_info, check_source, rank_sources, source_log_predictions,
+                                        unit_arrays)
 from spaceevo.predictors._synthetic import synthetic_measurements
 
 runner = CliRunner()
@@ -152,7 +153,7 @@ def test_cli_bad_input_message(tmp_path, capsys):
 def fake_backend():
     register_backend("fake", "fake_backend:FakeBackend")
     yield "fake"
-    _BACKENDS.pop("fake", None)
+    _BACKENDS.unregister("fake")
 
 
 def test_cli_adapt_resumes_from_the_store(tmp_path, source, fake_backend):
@@ -175,14 +176,14 @@ def test_cli_adapt_resumes_from_the_store(tmp_path, source, fake_backend):
 def test_tiny_real_adapt_int8_from_an_fp32_predictor(tmp_path):
     """Real onnxruntime: an FP32 predictor of one subnet's blocks, then INT8 adapted from it with 4 blocks."""
     from spaceevo.datasets import LatencyStore
-    from spaceevo.latency import BlockUnit, get_backend, run_profile
+    from spaceevo.latency import BlockUnit, create_backend, run_profile
     from spaceevo.predictors import run_adapt, train_predictor
 
     sp, sn = random_subnets(SPACE, 1, [160], seed=0)[0]
     units = list(dict.fromkeys(BlockUnit(b.config) for b in sp.blocks(sn)))
     fast = {"repeats": 3, "warmup": 1, "min_sample_ms": 0.0, "max_attempts": 1}
     with LatencyStore(tmp_path / "fp32.db") as st:
-        run_profile(units, get_backend("ort", **fast), ["fp32"], db=st, progress=False)
+        run_profile(units, create_backend("ort", **fast), ["fp32"], db=st, progress=False)
         rows = st.read_measurements()
     fp32 = train_predictor(rows, device=rows["device"].iloc[0], dtype="fp32", cv_folds=0)
     src = fp32.save(tmp_path / "fp32.json.gz")
