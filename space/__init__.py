@@ -14,11 +14,14 @@ from ._hyperspace import (
 from ._models import block_to_keras, block_to_onnx, subnet_to_keras, subnet_to_onnx
 from ._ops import ACTIVATIONS, conv_out_hw
 from ._published import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets
+from ._zoo import (build_zoo_model, generate_zoo, get_zoo_family, list_zoo_families, read_zoo, register_zoo_family,
+                   zoo_seeds)
 
 __all__ = [
     "ACTIVATIONS", "EXAMPLE_SPACE", "EXAMPLE_SUBNET", "SEARCHABLE_STAGES", "BlockChoice", "BlockConfig",
     "BlockType", "Hyperspace", "SearchSpace", "StageBlock", "StageSpec", "Subnet", "block_to_keras",
     "block_to_onnx", "conv_out_hw", "get_block", "get_hyperspace", "list_blocks", "list_hyperspaces",
     "make_divisible", "published_subnets", "register_block", "register_hyperspace", "subnet_to_keras",
-    "subnet_to_onnx", "subnets_macs",
+    "subnet_to_onnx", "subnets_macs", "build_zoo_model", "generate_zoo", "get_zoo_family", "list_zoo_families",
+    "read_zoo", "register_zoo_family", "zoo_seeds",
 ]
