@@ -25,6 +25,9 @@ _LAZY = {
     **dict.fromkeys(("fixed_block_configs", "get_sampler", "list_samplers", "random_subnets", "register_sampler",
                      "space_block_configs", "subnet_profile_units", "subnet_units"),
                     "._samplers"),
+    **dict.fromkeys(("DEFAULT_RULES", "DetectedModel", "Kernel", "ModelInputError", "check_rules", "default_rules",
+                     "detect_kernels", "executed_graph", "kernel_type_counts", "load_onnx", "model_macs"), "._detect"),
+    **dict.fromkeys(("MODEL_KERNELS", "kernel_shapes"), "._kernel_types"),
     "run_farm": "._farm",  # Ray itself is imported only when a farm runs
     **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
 }

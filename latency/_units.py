@@ -152,6 +152,7 @@ class KernelType:
     flat: Callable[[dict], dict]
     macs: Callable[[dict], int]
     doc: str
+    check: Callable[[dict], dict] | None = None  # validates a config itself (else the generic field rules)
 
 
 _KERNELS: dict[str, KernelType] = {}
@@ -159,11 +160,16 @@ _REQUIRED = None
 
 
 def register_kernel(name: str, fields: dict, inputs: Callable, keras: Callable, flat: Callable,
-                    macs: Callable = lambda c: 0) -> Callable:
-    """Register an ONNX builder ``(cfg, b, xs) -> y`` as kernel ``name`` with its other parts."""
+                    macs: Callable = lambda c: 0, check: Callable[[dict], dict] | None = None) -> Callable:
+    """Register an ONNX builder ``(cfg, b, xs) -> y`` as kernel ``name`` with its other parts.
+
+    ``check(config) -> config`` validates a full config (defaults filled in) when the generic rules (positive
+    integers, odd k, stride 1 or 2, act in ACTIVATIONS) do not fit the kernel.
+    """
 
     def deco(fn: Callable) -> Callable:
-        _KERNELS[name] = KernelType(name, dict(fields), inputs, fn, keras, flat, macs, (fn.__doc__ or "").strip())
+        _KERNELS[name] = KernelType(name, dict(fields), inputs, fn, keras, flat, macs, (fn.__doc__ or "").strip(),
+                                    check)
         return fn
 
     return deco
@@ -185,6 +191,11 @@ def _check_config(kt: KernelType, config: dict) -> dict:
     unknown = sorted(set(config) - set(kt.fields))
     if unknown:
         raise ValueError(f"kernel {kt.name!r} got unknown field(s) {unknown}; allowed fields: {sorted(kt.fields)}")
+    if kt.check is not None:
+        missing = [n for n, d in kt.fields.items() if d is _REQUIRED and n not in config]
+        if missing:
+            raise ValueError(f"kernel {kt.name!r} needs field(s) {missing}; fields: {sorted(kt.fields)}")
+        return kt.check({n: config.get(n, d) for n, d in kt.fields.items()})
     cfg = {}
     for name, default in kt.fields.items():
         value = config.get(name, default)
@@ -439,3 +450,7 @@ _KERNELS["avgpool"] = KernelType(**{**_KERNELS["avgpool"].__dict__, "doc": "k x 
 def _k_concat(c, b, xs):
     """Channel concatenation of two tensors (cin and cin2 channels)."""
     return b.node("Concat", list(xs), axis=1)
+
+
+# the kernel types of arbitrary CNNs (conv, dwconv, linear, se-mid, ...), found by the kernel detector
+from . import _kernel_types  # noqa: E402,F401
