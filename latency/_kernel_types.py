@@ -25,12 +25,17 @@ MODEL_KERNELS: tuple[str, ...] = ("conv", "dwconv", "gconv", "linear", "eltwise"
                                   "split", "shuffle", "layout", "resize", "pad", "softmax", "se-mid", "bn")
 
 
+def field_choices(kernel: str, field: str) -> tuple[str, ...]:
+    """The allowed values of a categorical field of a model kernel type."""
+    return _OPS_OF.get(kernel, VOCAB["op"]) if field == "op" else VOCAB[field]
+
+
 def _checker(name: str):
     def check(cfg: dict) -> dict:
         out = {}
         for field, value in cfg.items():
             if field in VOCAB:
-                allowed = _OPS_OF.get(name, VOCAB[field]) if field == "op" else VOCAB[field]
+                allowed = field_choices(name, field)
                 if value not in allowed:
                     raise ValueError(f"kernel {name!r}: {field}={value!r} is not in {list(allowed)}")
             else:
