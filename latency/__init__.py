@@ -27,7 +27,8 @@ _LAZY = {
                     "._samplers"),
     **dict.fromkeys(("DEFAULT_RULES", "DetectedModel", "Kernel", "ModelInputError", "check_rules", "default_rules",
                      "detect_kernels", "executed_graph", "kernel_type_counts", "load_onnx", "model_macs"), "._detect"),
-    **dict.fromkeys(("MODEL_KERNELS", "kernel_shapes"), "._kernel_types"),
+    **dict.fromkeys(("MODEL_KERNELS", "VOCAB_OF_KERNELS", "field_choices", "kernel_shapes"), "._kernel_types"),
+    **dict.fromkeys(("OnnxModelUnit", "file_digest", "model_entries", "model_profile_units"), "._model_units"),
     "run_farm": "._farm",  # Ray itself is imported only when a farm runs
     **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
 }

@@ -19,6 +19,7 @@ VOCAB: dict[str, tuple[str, ...]] = {
                                                          "reshape", "transpose"),
     "mode": ("nearest", "linear"), "shape": ("same", "channel"),
 }
+VOCAB_OF_KERNELS = VOCAB  # the public name
 _OPS_OF = {"eltwise": ("add", "mul", "sub", "div"), "pool": ("max", "avg"), "gpool": ("max", "avg"),
            "layout": ("flatten", "reshape", "transpose")}
 MODEL_KERNELS: tuple[str, ...] = ("conv", "dwconv", "gconv", "linear", "eltwise", "act", "pool", "gpool", "concat-n",

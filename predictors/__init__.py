@@ -23,6 +23,9 @@ _LAZY = {
     "SubnetLatencyTable": "._fast",
     **dict.fromkeys(("FEATURE_NAMES", "block_features", "configs_from_frame", "feature_schema"), "._features"),
     "latency_metrics": "._metrics",
+    **dict.fromkeys(("KernelLatencyPredictor", "train_kernel_predictor"), "._kernel_predictor"),
+    **dict.fromkeys(("KERNEL_FEATURE_NAMES", "kernel_features"), "._kernel_features"),
+    **dict.fromkeys(("measure_model", "measure_models", "validate_models"), "._kernel_validate"),
     **dict.fromkeys(("TARGETS", "auto_target", "reference_ms", "with_target"), "._target"),
     **dict.fromkeys(("install_predictor", "load_predictor"), "._registry"),
 }

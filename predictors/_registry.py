@@ -59,7 +59,7 @@ def list_predictors() -> list[dict]:
         try:
             man = _peek_manifest(path)
             row.update({"device": man.get("device"), "dtype": man.get("dtype"), "estimator": man.get("estimator"),
-                        "created_at": man.get("created_at")})
+                        "unit_kind": man.get("unit_kind", "block"), "created_at": man.get("created_at")})
         except Exception as exc:  # a broken file is listed, not fatal
             row["error"] = f"{type(exc).__name__}: {exc}"
         rows.append(row)
@@ -81,11 +81,20 @@ def predictor_path(name_or_path: str | Path) -> Path:
 
 
 def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
-    """Load a predictor by registered name or path."""
+    """Load a predictor by registered name or path (a block predictor, or a kernel predictor of ONNX models)."""
     from . import spaceevo_builtin  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
     from ._bundle import LatencyPredictor
 
-    return LatencyPredictor.load(predictor_path(name_or_path))
+    path = predictor_path(name_or_path)
+    try:
+        kind = _peek_manifest(path).get("unit_kind", "block")
+    except Exception:  # a corrupt file: the bundle's loader names the problem
+        kind = "block"
+    if kind == "kernel":
+        from ._kernel_predictor import KernelLatencyPredictor
+
+        return KernelLatencyPredictor.load(path)
+    return LatencyPredictor.load(path)
 
 
 def install_predictor(pred: "LatencyPredictor", name: str) -> Path:
