@@ -50,6 +50,16 @@ class ModelInputError(ValueError):
     """A model file the detector cannot read as it stands; the message names the file and the fix."""
 
 
+def register_fusion_rules(backend: str, dtype: str, rules: dict) -> None:
+    """Ship default fusion rules for ``backend`` and ``dtype`` (a new backend brings its own)."""
+    DEFAULT_RULES[f"{backend}-{dtype}"] = copy.deepcopy(check_rules(dict(rules)))
+
+
+def list_fusion_rules() -> list[str]:
+    """The ``<backend>-<dtype>`` pairs with shipped default rules."""
+    return sorted(DEFAULT_RULES)
+
+
 def default_rules(backend: str, dtype: str) -> dict:
     """The shipped fusion rules of ``backend`` and ``dtype`` (ort/tflite/adb, int8/fp32)."""
     key = f"{'tflite' if backend == 'adb' else backend}-{dtype}"
@@ -60,7 +70,7 @@ def default_rules(backend: str, dtype: str) -> dict:
 
 def check_rules(rules: dict) -> dict:
     """Validate a rules dict (the fields of :data:`RULE_FIELDS`, lists of names)."""
-    bad = sorted(set(rules) - set(RULE_FIELDS) - {"backend", "dtype", "source", "measured", "device"})
+    bad = sorted(set(rules) - set(RULE_FIELDS) - {"backend", "dtype", "source", "measured", "device", "statistic"})
     if bad:
         raise ValueError(f"fusion rules have unknown field(s) {bad}; fields: {list(RULE_FIELDS)}")
     for f in RULE_FIELDS:

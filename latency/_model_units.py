@@ -30,6 +30,7 @@ class OnnxModelUnit:
     name: str | None = None
     family: str | None = None
     seed: int | None = None
+    input_shape_override: tuple | None = None
     kind: str = field(default="model", init=False)
     type: str = field(default="onnx-model", init=False)
 
@@ -39,6 +40,8 @@ class OnnxModelUnit:
             raise FileNotFoundError(f"model file {self.path!r} does not exist")
         object.__setattr__(self, "path", str(p.resolve()))
         object.__setattr__(self, "name", self.name or p.stem)
+        if self.input_shape_override is not None:
+            object.__setattr__(self, "input_shape_override", tuple(int(v) for v in self.input_shape_override))
 
     @property
     def digest(self) -> str:
@@ -48,12 +51,16 @@ class OnnxModelUnit:
     @property
     def config(self) -> dict:
         """Name, family, seed, path and digest."""
-        return {"name": self.name, "family": self.family, "seed": self.seed, "path": self.path, "digest": self.digest}
+        cfg = {"name": self.name, "family": self.family, "seed": self.seed, "path": self.path, "digest": self.digest}
+        if self.input_shape_override is not None:
+            cfg["input_shape"] = list(self.input_shape_override)
+        return cfg
 
     @property
     def key(self) -> str:
-        """``onnx/<name>@<digest>``."""
-        return f"onnx/{self.name}@{self.digest}"
+        """``onnx/<name>@<digest>`` (plus the input shape when it is given)."""
+        shape = "" if self.input_shape_override is None else "x".join(map(str, self.input_shape_override))
+        return f"onnx/{self.name}@{self.digest}" + (f"/{shape}" if shape else "")
 
     @property
     def flat(self) -> dict:
@@ -67,6 +74,8 @@ class OnnxModelUnit:
         """The static input shape."""
         import onnx
 
+        if self.input_shape_override is not None:
+            return self.input_shape_override
         m = onnx.load(self.path, load_external_data=False)
         inits = {i.name for i in m.graph.initializer}
         inp = next(i for i in m.graph.input if i.name not in inits)
@@ -75,11 +84,11 @@ class OnnxModelUnit:
     @property
     def macs(self) -> int:
         """Multiply-accumulates of the whole model."""
-        return detect_kernels(self.path).macs
+        return detect_kernels(self.path, input_shape=self.input_shape_override).macs
 
     def to_onnx(self, seed: int = 0):
-        """The model as stored (validated: static shapes, supported opset)."""
-        return load_onnx(self.path)
+        """The model as stored (validated: static shapes, supported opset), its input shape fixed if given."""
+        return load_onnx(self.path, self.input_shape_override)
 
     def to_keras(self, seed: int = 0):
         """ONNX files are timed with onnxruntime only."""

@@ -303,7 +303,7 @@ def make_unit(kind: str, type: str, config: dict | str) -> "BlockUnit | KernelUn
     if kind == "model" and type == "onnx-model":
         from ._model_units import OnnxModelUnit
 
-        return OnnxModelUnit(cfg["path"], cfg.get("name"), cfg.get("family"), cfg.get("seed"))
+        return OnnxModelUnit(cfg["path"], cfg.get("name"), cfg.get("family"), cfg.get("seed"), cfg.get("input_shape"))
     if kind == "model":
         return SubnetUnit(cfg["space"], cfg["subnet"])
     raise ValueError(f"unknown unit kind {kind!r}; valid kinds: block, kernel, model")

@@ -16,7 +16,8 @@ from ._validate import _measure_units, make_backend
 def measure_models(models: str | Path | Sequence[str | Path], backend: str = "ort", dtype: str = "int8",
                    threads: int = 1, rounds: int = 1, repeats: int | None = None, statistic: str = "median_ms",
                    reference: float | None = None, db: str | Path | None = None, progress: bool = True,
-                   seed: int = 0, with_reference: bool = False) -> dict[str, dict]:
+                   seed: int = 0, with_reference: bool = False,
+                   input_shape: Sequence[int] | None = None) -> dict[str, dict]:
     """Measure ONNX models whole (a zoo folder, a folder of ``*.onnx`` or files): ``{name: row}``.
 
     Each row holds the store's statistics plus ``ms`` (the ``statistic``; ``norm_ms`` scales the measured
@@ -25,7 +26,7 @@ def measure_models(models: str | Path | Sequence[str | Path], backend: str = "or
     from spaceevo.latency import OnnxModelUnit, model_entries
 
     entries = model_entries(models)
-    units = [OnnxModelUnit(e["path"], e["name"], e.get("family"), e.get("seed")) for e in entries]
+    units = [OnnxModelUnit(e["path"], e["name"], e.get("family"), e.get("seed"), input_shape) for e in entries]
     be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms" or with_reference)
     be.seed = seed
     df = with_target(_measure_units(list(dict.fromkeys(units)), be, dtype, db, None, progress, rounds), statistic,
@@ -44,13 +45,25 @@ def measure_models(models: str | Path | Sequence[str | Path], backend: str = "or
 
 
 def measure_model(model: str | Path, backend: str = "ort", dtype: str = "int8", threads: int = 1, rounds: int = 10,
-                  repeats: int | None = None, reference: bool = True, progress: bool = False) -> dict:
-    """Time one ONNX model whole with the collector's protocol (rounds spread, reference beside each sample)."""
+                  repeats: int | None = None, reference: bool = True, progress: bool = False,
+                  input_shape: Sequence[int] | None = None) -> dict:
+    """Time one ONNX model whole with the collector's protocol (rounds spread, reference beside each sample).
+
+    Parameters
+    ----------
+    model : ONNX file (FP32; quantised by the collector for ``dtype='int8'``).
+    backend, dtype, threads, rounds, repeats, reference : the collector's protocol.
+    input_shape : static input shape for a model whose input dimensions are symbolic.
+
+    Returns
+    -------
+    dict with the timing statistics (median_ms, min_ms, mean_ms, p90_ms, cv, ratio, ...).
+    """
     from spaceevo.latency import load_onnx
 
-    load_onnx(model)  # bad input fails here with the file's name and the fix
+    load_onnx(model, input_shape)  # bad input fails here with the file's name and the fix
     rows = measure_models([model], backend, dtype, threads, rounds, repeats, progress=progress,
-                          statistic="median_ms", with_reference=reference)
+                          statistic="median_ms", with_reference=reference, input_shape=input_shape)
     row = next(iter(rows.values()))
     return {"model": str(model), "backend": backend, "dtype": dtype, "threads": threads, "rounds": rounds,
             "reference": reference, **{k: v for k, v in row.items() if k not in ("ms", "statistic")}}

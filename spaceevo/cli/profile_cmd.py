@@ -112,6 +112,28 @@ def _subnet_plan(space: str, resolution: list[int] | None, n: int, published: bo
     return units
 
 
+def _models_plan(models: Path, backend: str, dtype: str, db: Path, device: str | None, be, whole: bool) -> list:
+    """The distinct kernels of ONNX models (the device's measured fusion rules if the store has them) and the models."""
+    import sys
+
+    from spaceevo.latency import default_device, model_profile_units
+
+    rules = None
+    if db.is_file():
+        from spaceevo.datasets import LatencyStore, load_fusion_rules
+
+        with LatencyStore(db) as st:
+            rules = load_fusion_rules(st, device or default_device(be), backend, dtype)
+    plan = model_profile_units(models, backend, dtype, rules, whole=whole)
+    for op, n in sorted(plan["unsupported"].items()):
+        sys.stderr.write(f"warning: {n} {op} op(s) have no kernel type; predictions estimate them by a flagged "
+                         "fallback\n")
+    sys.stderr.write(f"{len(plan['kernels'])} distinct kernels of {len(plan['per_model'])} models"
+                     + (f", {len(plan['models'])} models whole" if whole else "")
+                     + (" (measured fusion rules)" if rules else " (default fusion rules)") + "\n")
+    return plan["kernels"] + plan["models"]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``profile``, ``devices``, the ``dataset`` group and the ``report`` group to ``app``."""
     dataset_app = typer.Typer(no_args_is_help=True, help="Inspect and export latency datasets.")
@@ -172,6 +194,11 @@ def register(app: typer.Typer) -> None:
         pool: Optional[str] = typer.Option(None, "--pool", help="Devices to time on with --ray: a pool file "
                                                                 "(farm.yaml), or local (one --backend device per "
                                                                 "core of this host; the default)."),
+        models: Optional[Path] = typer.Option(None, "--models", help="Time the distinct kernels of these ONNX models "
+                                                                     "(a zoo folder or any folder of *.onnx) and "
+                                                                     "the models whole (a kernel predictor's data)."),
+        whole_models: bool = typer.Option(True, "--whole-models/--no-whole-models",
+                                          help="With --models, also time every model whole."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure failed units again."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Only count the units and what is left to do."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -209,14 +236,18 @@ def register(app: typer.Typer) -> None:
             with LatencyStore(db) as st:
                 sample_opts.update(measurements=st.read_measurements(device=device, dtype=dtypes[0], kind="block"),
                                    predictor=pred)
-        if sampler == "space":
+        if sampler == "space" and models is None:
             from spaceevo.latency._samplers import space_block_configs
 
             n_all = len(space_block_configs(space, resolution))
             res = resolution or "LUT resolutions"
             sys.stderr.write(f"{n_all} distinct block configurations in {space} at {res}\n")
             sample_opts["fixed_blocks"] = fixed_blocks
-        if subnets or published:
+        if models is not None:
+            if subnets or published:
+                raise ValueError("--models does not combine with --subnets/--published (one plan at a time)")
+            units = _models_plan(models, backend, dtypes[0], db, device, be, whole_models)
+        elif subnets or published:
             units = _subnet_plan(space, resolution, subnets, published, published_file, seed, sampler, kind)
             if limit is not None or fraction is not None:
                 have = {u.key for u in units}
