@@ -231,9 +231,8 @@ def _split_onnx(c, b, xs):
 
 
 def _keras_split(c, K, xs, s):
-    import tensorflow as tf
-
-    return K.layers.Concatenate(axis=-1)(tf.split(xs[0], _parts(c["cin"], c["n"]), axis=-1))
+    cuts = list(np.cumsum(_parts(c["cin"], c["n"]))[:-1])
+    return K.layers.Concatenate(axis=-1)(K.ops.split(xs[0], [int(v) for v in cuts], axis=-1))
 
 
 register_kernel("split", {**_HWC, "n": 2}, lambda c: [_img(c)], keras=_keras_split,
