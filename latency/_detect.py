@@ -435,7 +435,7 @@ class _Detector:
         a = _attrs(n)
         groups = int(a.get("group", 1))
         hw, cin = _hw_c(g.shape(x[0]))
-        cout, k = int(w[0]), int(max(w[2], w[3]))
+        cout, k, kw = int(w[0]), int(w[2]), int(w[3])
         stride = int(max(a.get("strides", [1, 1])))
         ids, y = [i], n.output[0]
         bn = g.only_consumer(y)
@@ -444,7 +444,7 @@ class _Detector:
             y = g.nodes[bn].output[0]
         act, act_ids = self._fused_act(y, self.rules.get("conv_acts", []))
         ktype = "conv" if groups == 1 else ("dwconv" if groups == cin and cout == cin else "gconv")
-        cfg = {"hw": hw, "cin": cin, "cout": cout, "k": k, "stride": stride, "groups": groups, "act": act}
+        cfg = {"hw": hw, "cin": cin, "cout": cout, "k": k, "kw": kw, "stride": stride, "groups": groups, "act": act}
         self.emit(ktype, cfg, ids + act_ids, macs=_node_macs(g, n))
 
     def on_BatchNormalization(self, i: int):
@@ -476,9 +476,21 @@ class _Detector:
         g = self.g
         n = g.nodes[i]
         x, w = g.shape(n.input[0]), g.shape(n.input[1])
-        if len(g.data_inputs(i)) != 1 or n.input[1] not in g.const or w is None or len(w) != 2 or not x or len(x) != 2:
+        if len(g.data_inputs(i)) != 1 or n.input[1] not in g.const or w is None or len(w) != 2 or not x:
             return False
-        self._fc(i, w, False)
+        if len(x) == 2:
+            return self._fc(i, w, False)
+        # a token-wise linear layer ((1, ..., C) x (C, D), e.g. an MLP on NHWC maps): a 1x1 convolution's work
+        tokens = int(np.prod(x[1:-1]))
+        hw = max(1, int(round(float(np.sqrt(tokens)))))
+        ids, y = [i], n.output[0]
+        c = g.only_consumer(y)
+        if c is not None and g.nodes[c].op_type == "Add" and len(g.data_inputs(c)) == 1:
+            ids.append(c)
+            y = g.nodes[c].output[0]
+        act, act_ids = self._fused_act(y, self.rules.get("conv_acts", []))
+        self.emit("conv", {"hw": hw, "cin": int(w[0]), "cout": int(w[1]), "k": 1, "kw": 1, "stride": 1, "groups": 1,
+                           "act": act}, ids + act_ids, macs=_node_macs(g, n))
 
     def _binary(self, i: int, op: str):
         g = self.g

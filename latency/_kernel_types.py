@@ -34,6 +34,8 @@ def field_choices(kernel: str, field: str) -> tuple[str, ...]:
 def _checker(name: str):
     def check(cfg: dict) -> dict:
         out = {}
+        if "kw" in cfg and cfg["kw"] in (None, 0):
+            cfg = {**cfg, "kw": cfg.get("k")}
         for field, value in cfg.items():
             if field in VOCAB:
                 allowed = field_choices(name, field)
@@ -85,12 +87,18 @@ def _i64(b, values) -> str:
 def _conv_onnx(c, b, xs):
     from spaceevo.space import ConvOp
 
-    return _act(b, b.conv(xs[0], ConvOp(c["cin"], c["cout"], c["k"], c["stride"], groups=c["groups"])), c["act"])
+    if c["kw"] == c["k"]:
+        return _act(b, b.conv(xs[0], ConvOp(c["cin"], c["cout"], c["k"], c["stride"], groups=c["groups"])), c["act"])
+    kh, kw, g = c["k"], c["kw"], c["groups"]  # a 1 x 7 / 7 x 1 convolution (Inception's factorised kernels)
+    w = b.rng.normal(0.0, np.sqrt(2.0 / (c["cin"] // g * kh * kw)), (c["cout"], c["cin"] // g, kh, kw))
+    y = b.node("Conv", [xs[0], b.const("w", w), b.const("b", b.rng.normal(0.0, 0.05, c["cout"]))],
+               kernel_shape=[kh, kw], strides=[c["stride"]] * 2, pads=[(kh - 1) // 2, (kw - 1) // 2] * 2, group=g)
+    return _act(b, y, c["act"])
 
 
 def _conv_macs(c: dict) -> int:
-    o = _out(c["hw"], c["k"], c["stride"])
-    return o * o * c["cout"] * (c["cin"] // c["groups"]) * c["k"] * c["k"]
+    o = _out(c["hw"], max(c["k"], c["kw"]), c["stride"])
+    return o * o * c["cout"] * (c["cin"] // c["groups"]) * c["k"] * c["kw"]
 
 
 def _keras_act(K, y, act: str):
@@ -117,14 +125,16 @@ def _keras_act(K, y, act: str):
 def _keras_conv(c, K, xs, s):
     init = K.initializers.GlorotUniform(seed=s)
     groups = c["groups"]
-    if groups == c["cin"] and c["cout"] == c["cin"]:
+    if groups == c["cin"] and c["cout"] == c["cin"] and c["kw"] == c["k"]:
         y = K.layers.DepthwiseConv2D(c["k"], c["stride"], padding="same", depthwise_initializer=init)(xs[0])
     else:
-        y = K.layers.Conv2D(c["cout"], c["k"], c["stride"], padding="same", groups=groups, kernel_initializer=init)(xs[0])
+        y = K.layers.Conv2D(c["cout"], (c["k"], c["kw"]), c["stride"], padding="same", groups=groups,
+                            kernel_initializer=init)(xs[0])
     return _keras_act(K, y, c["act"])
 
 
-_CONV = {"hw": _REQUIRED, "cin": _REQUIRED, "cout": _REQUIRED, "k": 3, "stride": 1, "groups": 1, "act": "none"}
+_CONV = {"hw": _REQUIRED, "cin": _REQUIRED, "cout": _REQUIRED, "k": 3, "kw": 0, "stride": 1, "groups": 1,
+         "act": "none"}  # kw: the kernel's width when it is not square (0: kw = k)
 for _name, _doc in (("conv", "Dense k x k convolution (BatchNorm folded) + fused activation."),
                     ("dwconv", "Depthwise k x k convolution (groups = cin) + fused activation."),
                     ("gconv", "Grouped k x k convolution + fused activation.")):
@@ -353,8 +363,8 @@ def kernel_shapes(ktype: str, c: dict) -> tuple[int, int, int]:
     """(input elements, output elements, weights) of a model kernel config: features beside its fields."""
     hw = c.get("hw", 1)
     if ktype in ("conv", "dwconv", "gconv"):
-        o = _out(hw, c["k"], c["stride"])
-        return hw * hw * c["cin"], o * o * c["cout"], c["cout"] * (c["cin"] // c["groups"]) * c["k"] ** 2
+        o = _out(hw, max(c["k"], c["kw"]), c["stride"])
+        return hw * hw * c["cin"], o * o * c["cout"], c["cout"] * (c["cin"] // c["groups"]) * c["k"] * c["kw"]
     if ktype == "linear":
         return c["cin"], c["cout"], c["cin"] * c["cout"]
     if ktype == "pool":

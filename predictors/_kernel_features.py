@@ -15,7 +15,7 @@ import numpy as np
 from spaceevo.latency import VOCAB_OF_KERNELS, kernel_shapes
 
 KERNEL_FEATURE_VERSION = 1
-_NUMERIC = ("hw", "cin", "cout", "k", "stride", "groups", "n", "mid", "scale", "p")
+_NUMERIC = ("hw", "cin", "cout", "k", "kw", "stride", "groups", "n", "mid", "scale", "p")
 _CATEGORICAL = ("act", "op", "gate", "mode", "shape")
 _MODULI = (8, 16, 32)
 KERNEL_FEATURE_NAMES: tuple[str, ...] = (
@@ -39,8 +39,9 @@ def _features(ktype: str, items: tuple) -> tuple[float, ...]:
     in_e, out_e, weights = kernel_shapes(ktype, c)
     if ktype in ("conv", "dwconv", "gconv"):
         hw = c["hw"]
-        o = (hw + 2 * ((c["k"] - 1) // 2) - c["k"]) // c["stride"] + 1
-        macs = o * o * c["cout"] * (c["cin"] // c["groups"]) * c["k"] ** 2
+        k = max(c["k"], c["kw"])
+        o = (hw + 2 * ((k - 1) // 2) - k) // c["stride"] + 1
+        macs = o * o * c["cout"] * (c["cin"] // c["groups"]) * c["k"] * c["kw"]
         dense, dw, out_hw = (0, macs, o) if ktype == "dwconv" else (macs, 0, o)
     elif ktype in ("linear", "se-mid"):
         dense, dw, out_hw = weights, 0, 1 if ktype == "linear" else c["hw"]

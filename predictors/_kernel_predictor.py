@@ -152,15 +152,20 @@ class KernelLatencyPredictor:
         return self
 
     def _fit_fallback(self, rows: pd.DataFrame) -> dict:
-        """Median time per MAC (compute kernels) and per output element (the rest): the flagged fallback."""
+        """Time per MAC (compute kernels) and per output element (the rest), as ratios of sums: the fallback.
+
+        Ratios of sums are set by the large kernels, where a kernel's fixed overhead matters least, so an
+        unmapped op with many MACs is not charged the per-call overhead of the small ones for each MAC.
+        """
         y = rows[self.target].to_numpy(dtype=np.float64)
         elems = np.array([kernel_shapes(t, _config(c)) for t, c in zip(rows["type"], rows["config"])], dtype=float)
         macs = rows["macs"].to_numpy(dtype=np.float64) if "macs" in rows.columns else np.zeros(len(rows))
         compute = macs > 0
         light = rows["type"].isin(_ELEMENTWISE).to_numpy()
-        per_mac = float(np.median(y[compute] / macs[compute])) if compute.any() else 0.0
-        per_elem = float(np.median(y[light] / np.maximum(elems[light, 1], 1))) if light.any() else \
-            float(np.median(y / np.maximum(elems[:, 1], 1)))
+        if not light.any():
+            light = np.ones(len(rows), dtype=bool)
+        per_mac = float(y[compute].sum() / macs[compute].sum()) if compute.any() else 0.0
+        per_elem = float(y[light].sum() / max(elems[light, 1].sum(), 1.0))
         return {"ms_per_mac": per_mac, "ms_per_out_elem": per_elem, "min_ms": float(np.min(y))}
 
     def fit_composition(self, models: pd.DataFrame) -> dict:

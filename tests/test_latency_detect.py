@@ -162,3 +162,24 @@ def test_bad_input(tmp_path):
     new = _model(g, y, opset=30)
     with pytest.raises(ModelInputError, match="opset 30.*opset_version=22"):
         detect_kernels(new)
+
+
+def test_token_wise_matmul_is_a_pointwise_conv():
+    g = ZooGraph(0)
+    t = g.node("Transpose", ["input"], perm=[0, 2, 3, 1])
+    m = g.node("MatMul", [t, g.const("w", np.ones((16, 64)))])
+    m = g.node("Add", [m, g.const("b", np.zeros(64))])
+    d = detect_kernels(_model(g, ZooTensor(m, 64, 16)))
+    assert [(k.type, k.config.get("k"), k.config.get("cout")) for k in d.kernels] == [
+        ("layout", None, None), ("conv", 1, 64)]
+    assert d.kernels[1].macs == 16 * 16 * 16 * 64 == d.macs
+
+
+def test_factorised_kernels_keep_their_shape():
+    g = ZooGraph(0)
+    w = g.const("w17", np.random.default_rng(0).normal(size=(8, 16, 1, 7)))
+    y = g.node("Relu", [g.node("Conv", ["input", w], kernel_shape=[1, 7], pads=[0, 3, 0, 3])])
+    d = detect_kernels(_model(g, ZooTensor(y, 8, 16)))
+    assert d.kernels[0].config == {"hw": 16, "cin": 16, "cout": 8, "k": 1, "kw": 7, "stride": 1, "groups": 1,
+                                   "act": "relu"}
+    assert d.kernels[0].unit().macs == d.macs == 16 * 16 * 8 * 16 * 7

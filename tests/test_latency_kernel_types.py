@@ -12,7 +12,7 @@ from spaceevo.latency._samplers import sample_random
 CONFIGS = {
     "conv": dict(hw=16, cin=8, cout=16, k=3, stride=2, act="relu6"),
     "dwconv": dict(hw=16, cin=8, cout=8, groups=8, k=5, act="hswish"),
-    "gconv": dict(hw=8, cin=16, cout=16, groups=4),
+    "gconv": dict(hw=8, cin=16, cout=16, groups=4, k=7, kw=1),
     "linear": dict(cin=32, cout=10, act="relu"),
     "eltwise": dict(hw=8, cin=8, op="mul", shape="channel"),
     "act": dict(hw=8, cin=8, act="gelu"),
