@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._protocol import ROUNDS
+from spaceevo.latency import ROUNDS
 
 from ._common import JsonOpt, emit, table
 
@@ -159,14 +159,16 @@ def register(app: typer.Typer) -> None:
                      as_json: bool = JsonOpt) -> None:
         """Measure which ops fuse on this device (nn-Meter's test on op1, op2, op1+op2) and store the rules."""
         from spaceevo.datasets import LatencyStore, save_fusion_rules
-        from spaceevo.latency import check_dtype, default_device, list_backends, measure_fusion_rules
-        from spaceevo.predictors._validate import make_backend
+        from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, check_dtype, default_device, get_backend,
+                                      list_backends, measure_fusion_rules)
         from spaceevo.predictors import spaceevo_home
 
         if backend not in list_backends():
             raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(list_backends())}")
         check_dtype(dtype)
-        be = make_backend(backend, threads, None, rounds, reference=backend != "adb")
+        protocol = {"warmup": ROUND_WARMUP, "repeats": ROUND_REPEATS} if rounds > 1 else {}
+        be = get_backend(backend, threads=threads, reference=backend != "adb", **protocol)
+        be.require()
         path = db or (spaceevo_home() / "fusion" / f"{device or default_device(be)}.db")
         with LatencyStore(path) as st:
             rules = measure_fusion_rules(be, dtype, db=st, device=device, rounds=rounds, progress=not as_json,
