@@ -444,3 +444,6 @@ def sample_adaptive(measurements=None, predictor=None, limit: int | None = 100, 
 def sample_units(sampler: str, **opts) -> list:
     """Run sampler ``sampler`` with its options."""
     return get_sampler(sampler)(**opts)
+
+
+from . import _zoo_sampler  # noqa: E402,F401  (registers the "zoo" sampler: kernels of the model zoo's families)

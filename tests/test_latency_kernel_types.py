@@ -58,3 +58,15 @@ def test_random_sampler_draws_model_kernels_only_when_asked():
     units = sample_random(limit=20, seed=0, kind="kernel", kernels=["conv", "eltwise", "se-mid"])
     assert {u.type for u in units} <= {"conv", "eltwise", "se-mid"} and len(units) == 20
     assert not {u.type for u in sample_random(limit=30, seed=0, kind="kernel")} & set(MODEL_KERNELS)
+
+
+def test_zoo_sampler_draws_distinct_kernels_of_real_networks():
+    from spaceevo.latency import get_sampler
+
+    units = get_sampler("zoo")(limit=30, seed=1, families=["mobilenetv3", "shufflenetv2"], resolutions=[64])
+    assert len(units) == 30 == len({u.key for u in units})
+    assert {"se-mid", "shuffle"} & {u.type for u in units}
+    only = get_sampler("zoo")(limit=5, seed=1, families=["resnet"], resolutions=[64], kernels=["eltwise"])
+    assert {u.type for u in only} == {"eltwise"}
+    with pytest.raises(ValueError, match="use kind='kernel'"):
+        get_sampler("zoo")(kind="block")
