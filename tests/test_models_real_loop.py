@@ -25,4 +25,6 @@ def test_profile_train_validate_on_tiny_zoo(tmp_path):
     assert pred.composition["n_models"] == 3
     out = validate_models(pred, tmp_path / "val", rounds=1, repeats=3, progress=False)
     assert out["samples"] == 2 and all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in out["rows"])
-    assert all(abs(r["rel_error"]) < 1.0 for r in out["rows"])  # same order of magnitude; accuracy is benchmarked
+    # the same order of magnitude (a factor of 5 either way, whatever else runs on the machine); accuracy is
+    # measured by benchmarks/bench_models.py
+    assert all(0.2 < r["predicted_ms"] / r["measured_ms"] < 5.0 for r in out["rows"])
