@@ -254,8 +254,8 @@ def render(log: dict) -> str:
             "|---|---|---|---|---|---|"]
     for r in log["real_world"]:
         uns = ", ".join(f"{u['op']} x{u['count']} ({100 * u['macs_share']:.0f}% MACs)" for u in r["unsupported"])
-        out.append(f"| {r['model']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | {100 * r['rel_error']:+.1f}% | "
-                   f"{r['kernels']} ({r['fallback_kernels']}) | {uns or '-'} |")
+        out.append(f"| {r['model']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | "
+                   f"{100 * r['rel_error']:+.1f}% | {r['kernels']} ({r['fallback_kernels']}) | {uns or '-'} |")
     p = log["profile"]
     s = log["predict_speed"]
     out += ["", f"profile: {p['kernels']} kernels + {p['models']} models whole in {p['seconds'] / 60:.1f} min; "

@@ -180,7 +180,8 @@ def _act_onnx(c, b, xs):
 
 
 _HWC = {"hw": _REQUIRED, "cin": _REQUIRED}
-register_kernel("act", {**_HWC, "act": "relu"}, lambda c: [_img(c)], keras=lambda c, K, xs, s: _keras_act(K, xs[0], c["act"]),
+register_kernel("act", {**_HWC, "act": "relu"}, lambda c: [_img(c)],
+                keras=lambda c, K, xs, s: _keras_act(K, xs[0], c["act"]),
                 flat=lambda c: {"hw": c["hw"], "cin": c["cin"], "cout": c["cin"], "act": c["act"]},
                 check=_checker("act"))(_act_onnx)
 

@@ -272,7 +272,8 @@ def _random_kernel(rng: np.random.Generator, name: str, ranges: dict) -> KernelU
         if kt.check is not None and f in MODEL_VOCAB:  # the model kernel types' categorical fields
             cfg[f] = str(rng.choice(field_choices(name, f)))
         elif kt.check is not None and f in ("groups", "n", "mid", "scale", "p", "kw"):
-            cfg[f] = 1 if f == "groups" else 0 if f == "kw" else (int(rng.integers(8, 65)) if f == "mid" else int(rng.integers(1, 4)))
+            small = {"groups": 1, "kw": 0, "mid": int(rng.integers(8, 65))}  # kw 0: a square kernel
+            cfg[f] = small.get(f, int(rng.integers(1, 4)))
         elif f == "act":
             cfg[f] = str(rng.choice(["relu", "relu6", "hswish", "swish"] if "relu6" in ACTIVATIONS else ACTIVATIONS))
         elif f == "k":

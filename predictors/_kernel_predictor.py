@@ -117,7 +117,6 @@ class KernelLatencyPredictor:
         rows = with_target(rows, self.target, self.reference_ms)
         self._fit_types(rows)
         self.fallback = self._fit_fallback(rows)
-        y = rows[self.target].to_numpy(dtype=np.float64)
         pred = np.concatenate([self._predict_type(str(t), [_config(c) for c in part["config"]])
                                for t, part in rows.groupby("type")])
         y_sorted = np.concatenate([part[self.target].to_numpy(dtype=np.float64) for _, part in rows.groupby("type")])
@@ -287,8 +286,9 @@ class KernelLatencyPredictor:
                                      "of a search space (spaceevo predict SUBNET --space ...)")
         schema = man.get("feature_schema") or {}
         if schema != kernel_feature_schema():
-            raise PredictorFileError(f"{origin} was trained with kernel feature schema version {schema.get('version')}"
-                                     f" which this spaceevo does not compute; retrain it (spaceevo train --kind kernel)")
+            raise PredictorFileError(f"{origin} was trained with kernel feature schema version "
+                                     f"{schema.get('version')} which this spaceevo does not compute; retrain it "
+                                     "(spaceevo train --kind kernel)")
         try:
             pred = cls(device=man["device"], dtype=man["dtype"], backend=man.get("backend", "ort"),
                        estimator=man["estimator"], estimator_params=man.get("estimator_params"), target=man["target"],

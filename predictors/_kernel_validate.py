@@ -121,8 +121,8 @@ def validate_models(pred: Any, models: str | Path | Sequence[str | Path], backen
     fam: dict[str, list[dict]] = defaultdict(list)
     for r in out_rows:
         fam[str(r["family"])].append(r)
-    per_family = {f: latency_metrics(np.array([r["measured_ms"] for r in rs]), np.array([r["predicted_ms"] for r in rs]))
-                  for f, rs in sorted(fam.items())}
+    per_family = {f: latency_metrics(np.array([r["measured_ms"] for r in rs]),
+                                     np.array([r["predicted_ms"] for r in rs])) for f, rs in sorted(fam.items())}
     return {"predictor_device": pred.device, "backend": backend, "dtype": dtype, "threads": threads,
             "rounds": rounds, "statistic": pred.target, "samples": len(out_rows), "acc_10pct": m["acc_10pct"],
             "acc_5pct": m["acc_5pct"], "mape": m["mape"], "rmse_ms": m["rmse_ms"], "kendall_tau": m["kendall_tau"],

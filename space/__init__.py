@@ -17,8 +17,8 @@ from ._ops import Conv as ConvOp
 from ._onnx_builder import OPSET as ONNX_OPSET
 from ._zoo_families import ZooGraph, T as ZooTensor
 from ._published import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets
-from ._zoo import (build_zoo_model, generate_zoo, get_zoo_family, list_zoo_families, read_zoo, register_zoo_family,
-                   zoo_seeds)
+from ._zoo import build_zoo_model, generate_zoo, get_zoo_family, list_zoo_families, read_zoo, zoo_seeds
+from ._zoo_families import register_zoo_family
 
 __all__ = [
     "ACTIVATIONS", "EXAMPLE_SPACE", "EXAMPLE_SUBNET", "SEARCHABLE_STAGES", "BlockChoice", "BlockConfig",

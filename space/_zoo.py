@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ._onnx_builder import OPSET
-from ._zoo_families import FAMILIES, register_zoo_family  # noqa: F401  (re-exported)
+from ._zoo_families import FAMILIES
 
 RESOLUTIONS: tuple[int, ...] = (160, 192, 224)
 MANIFEST = "manifest.json"
@@ -60,8 +60,10 @@ def build_zoo_model(family: str, seed: int, resolution: int | None = None, tiny:
         raise ValueError(f"resolution={res} must be >= 32")
     g, out, config = fn(rng, res, tiny)
     name = f"{family}-s{seed}-r{res}"
-    graph = helper.make_graph(g.nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, res, res])],
-                              [helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [1, out.c])], initializer=g.inits)
+    graph = helper.make_graph(g.nodes, name,
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, res, res])],
+                              [helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [1, out.c])],
+                              initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="spaceevo-zoo")
     model.ir_version = min(model.ir_version, 10)
     checker.check_model(model)

@@ -19,7 +19,7 @@ def kernel_pred(tmp_path_factory):
 
     from spaceevo.datasets import LatencyStore
     from spaceevo.latency import model_profile_units, run_profile
-    from spaceevo.predictors import install_predictor, train_kernel_predictor
+    from spaceevo.predictors import train_kernel_predictor
 
     root = tmp_path_factory.mktemp("facade")
     generate_zoo(root / "z", ["mobilenetv2", "resnet", "vgg"], 2, seed=0, resolution=32, tiny=True)

@@ -64,8 +64,8 @@ def _run(capsys, *args):
 
 
 def test_cli_zoo_json(tmp_path, capsys):
-    code, out, _ = _run(capsys, *["zoo", "-o", str(tmp_path / "z"), "--families", "mobilenetv3", "--per-family", "2", "--seed", "4",
-          "--resolution", "32", "--tiny", "--json"])
+    code, out, _ = _run(capsys, "zoo", "-o", str(tmp_path / "z"), "--families", "mobilenetv3", "--per-family", "2",
+                        "--seed", "4", "--resolution", "32", "--tiny", "--json")
     data = json.loads(out)
     assert code == 0
     assert data["models"] == 2 and {e["family"] for e in data["entries"]} == {"mobilenetv3"}

@@ -92,7 +92,8 @@ def train_kernels(df, device: str, dtype: str, db: str, output: Path, estimator:
         rows = [[k, v["n"], f"{v['mape']:.2f}", f"{v['acc_10pct']:.1f}", f"{v['kendall_tau']:.3f}"]
                 for k, v in d["metrics"].items() if isinstance(v, dict) and "n" in v]
         table(f"kernel predictor of {d['device']} -> {d['predictor']} ({d['bytes'] / 1e6:.2f} MB, "
-              f"{len(d['dataset']['kernel_types'])} kernel types)", ["level", "n", "MAPE (%)", "+-10% (%)", "tau"], rows)
+              f"{len(d['dataset']['kernel_types'])} kernel types)", ["level", "n", "MAPE (%)", "+-10% (%)", "tau"],
+              rows)
     emit(data, as_json, render)
 
 

@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
                 input_shape: Optional[str] = typer.Option(None, "--input-shape",
                                                           help="ONNX model: static input shape, e.g. 1,3,224,224"),
                 as_json: bool = JsonOpt) -> None:
-        """Predict the latency of a subnet (with per-block latencies), of many subnets, of one block or of an ONNX model."""
+        """Predict the latency of a subnet (with its blocks), of many subnets, of one block or of an ONNX model."""
         from .models_cmd import is_onnx_path
 
         if is_onnx_path(subnet) and file is None and block is None:
