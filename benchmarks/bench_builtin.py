@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceevo.datasets import lut_import
+from spaceevo.datasets import DEVICE_PREDICTORS, lut_import
 from spaceevo.predictors import load_predictor
 from spaceevo.predictors.spaceevo_builtin import fit_lut_predictor, sanity_report
 from spaceevo.space import BlockConfig
@@ -43,7 +43,7 @@ def heldout(rec: lut_import.LutRecovery, seed: int = 0, frac: float = 0.2, estim
     A, blocks = lut_import._design(cfgs, tr)
     x, unident, diag = lut_import.solve_blocks(A, rows["latency_ms"].to_numpy(float)[tr])
     part = lut_import.LutRecovery(rec.hyperspace, blocks, x, rows.iloc[tr], {}, unident)
-    pred = fit_lut_predictor(part.to_frame(trusted_only=True), lut_import.DEVICES[rec.hyperspace],
+    pred = fit_lut_predictor(part.to_frame(trusted_only=True), DEVICE_PREDICTORS[rec.hyperspace],
                              estimator_params=estimator_params)
     flat = [c for r in te for c in cfgs[r]]
     lengths = [len(cfgs[r]) for r in te]
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--hyperspace", default="onnxw", choices=["onnxw", "mobilew"])
     ap.add_argument("--skip-heldout", action="store_true")
     a = ap.parse_args()
-    pred = load_predictor(lut_import.DEVICES[a.hyperspace])
+    pred = load_predictor(DEVICE_PREDICTORS[a.hyperspace])
     out = {"sanity": sanity_report(pred, a.hyperspace), "resolution_interp": resolution_interp(pred, a.hyperspace)}
     print(json.dumps(out, indent=1), flush=True)
     if not a.skip_heldout:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, get_backend, run_profile
+from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, create_backend, run_profile
 from spaceevo.latency._samplers import sample_space
 
 PROTOCOLS = {  # name -> (rounds, backend options)
@@ -51,7 +51,7 @@ def bench(backend: str, units: list, pairs: int, protocol: str, clock: str, min_
           dtype: str = "int8") -> dict:
     """Profile every unit with ``protocol``, then the first ``pairs`` units again in a second store."""
     rounds, opts = PROTOCOLS[protocol]
-    be = get_backend(backend, min_sample_ms=min_sample_ms, clock=clock, **opts)
+    be = create_backend(backend, min_sample_ms=min_sample_ms, clock=clock, **opts)
     be.require()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def main() -> None:
     units = sample_space(args.space, [args.resolution], limit=args.units, seed=args.seed)
     results = []
     for backend in args.backends:
-        if not get_backend(backend).available():
+        if not create_backend(backend).available():
             print(f"skipping {backend}: not available here")
             continue
         for protocol in args.protocols:

@@ -173,12 +173,12 @@ def run(out: Path, minutes: float, seed: int = 0, smoke: bool = False, repeats: 
     """Prepare the units, then pass over them until ``minutes`` have gone by (or the epoch time ``until``)."""
     import numpy as np
 
-    from spaceevo.latency import get_backend
+    from spaceevo.latency import create_backend
     from spaceevo.latency._pinning import pinned
     from spaceevo.latency._stats import TimingStats
 
     out.mkdir(parents=True, exist_ok=True)
-    be = get_backend("ort", threads=1, repeats=repeats, warmup=5, reference=True, seed=0, min_sample_ms=2.0)
+    be = create_backend("ort", threads=1, repeats=repeats, warmup=5, reference=True, seed=0, min_sample_ms=2.0)
     be.require()
     units = make_units(smoke)
     print(f"preparing {len(units)} units (INT8, cached under {out / 'models'})", flush=True)

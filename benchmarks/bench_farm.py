@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, get_backend, run_profile
+from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS, create_backend, run_profile
 from spaceevo.latency._farm import run_farm
 from spaceevo.latency._farm_cluster import connect
 from spaceevo.latency._pool import DeviceSpec
@@ -54,7 +54,7 @@ def farm_run(units: list, n_devices: int, path: Path) -> dict:
 
 def single_run(units: list, path: Path) -> dict:
     """The single-process collector on core 0, for comparison."""
-    be = get_backend("ort", cores=[0], **OPTS)
+    be = create_backend("ort", cores=[0], **OPTS)
     t0 = time.perf_counter()
     with LatencyStore(path) as st:
         s = run_profile(units, be, ["int8"], db=st, device="bench", rounds=ROUNDS, progress=False)

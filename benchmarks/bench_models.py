@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from spaceevo import torch_to_onnx
     from spaceevo.datasets import LatencyStore, load_fusion_rules, save_fusion_rules
-    from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, default_device, get_backend, measure_fusion_rules,
+    from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, create_backend, default_device, measure_fusion_rules,
                                   model_profile_units, run_profile)
     from spaceevo.predictors import measure_models, train_kernel_predictor, validate_models
     from spaceevo.space import generate_zoo
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                                                  args.val_per_family)):
         if not (w / name / "manifest.json").is_file():
             generate_zoo(w / name, "all", n, seed=seed, resolution=res, tiny=tiny)
-    be = get_backend("ort", reference=True, warmup=ROUND_WARMUP, repeats=ROUND_REPEATS)
+    be = create_backend("ort", reference=True, warmup=ROUND_WARMUP, repeats=ROUND_REPEATS)
     device = default_device(be)
     db = w / "kernels.db"
     with LatencyStore(db) as st:

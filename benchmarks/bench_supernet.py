@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from spaceevo.predictors import load_predictor
-from spaceevo.search.supernet import Supernet, load_dataset, load_supernet
-from spaceevo.search.supernet._export import _ort_backend, export_onnx, measure_latency_ms, predict_latency_ms
+from spaceevo.latency import create_backend
+from spaceevo.search.supernet import (Supernet, export_onnx, load_dataset, load_supernet, measure_latency_ms,
+                                      subnet_blocks)
 from spaceevo.search.supernet._train import SandwichLoss, calibrate_quantizers
 
 
@@ -81,7 +82,7 @@ def main() -> None:
     if args.checkpoint:
         net = load_supernet(args.checkpoint)[0]
     pred = load_predictor(args.predictor)
-    backend = _ort_backend(repeats=args.repeats)
+    backend = create_backend("ort", threads=1, repeats=args.repeats)
     subs = [net.min_subnet(), net.max_subnet()] + net.space.sample(args.subnets, args.seed)
     names = ["min", "max"] + [f"rand{i}" for i in range(args.subnets)]
     print(f"\nINT8 latency (ms) at the subnet's resolution: predicted ({args.predictor}) vs measured "
@@ -93,7 +94,7 @@ def main() -> None:
             static = net.extract(sub).eval()
             path = export_onnx(static, Path(tmp) / f"{name}.onnx")
             stats = measure_latency_ms(path, backend)
-            p = predict_latency_ms(pred, net.space, sub, net.n_classes)
+            p = pred.predict_network([b.config for b in subnet_blocks(net.space, sub, net.n_classes)])
             ratios.append(p / stats["median_ms"])
             preds.append(p)
             meas.append(stats["median_ms"])

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from spaceevo.space import BlockConfig, Hyperspace, conv_out_hw, get_hyperspace
 
 LUT_COLUMNS = ["config", "input_shape", "loss", "flops_m", "params_m", "latency_ms"]
+#: the device each hyperspace's tables were measured on, named as its built-in predictor
+DEVICE_PREDICTORS: dict[str, str] = {"onnxw": "vnni-ort-int8", "mobilew": "pixel4-tflite-int8"}
 if TYPE_CHECKING:  # pandas loads only when a table is read, not for the file names and config strings
     import pandas as pd
 
@@ -32,7 +34,22 @@ class LutKey:
 
 
 def lut_files(lut_dir: str | Path, hyperspace: str) -> dict[LutKey, Path]:
-    """All tables of ``hyperspace`` under ``lut_dir`` (which may hold a ``<hyperspace>/`` folder)."""
+    """All tables of ``hyperspace`` under ``lut_dir`` (which may hold a ``<hyperspace>/`` folder).
+
+    Parameters
+    ----------
+    lut_dir : str or Path
+    hyperspace : str
+
+    Returns
+    -------
+    dict of LutKey to Path
+
+    Raises
+    ------
+    FileNotFoundError
+        No table of ``hyperspace`` under ``lut_dir``.
+    """
     root = Path(lut_dir)
     if (root / hyperspace).is_dir():
         root = root / hyperspace
@@ -50,7 +67,17 @@ def lut_files(lut_dir: str | Path, hyperspace: str) -> dict[LutKey, Path]:
 
 
 def read_lut(path: str | Path) -> "pd.DataFrame":
-    """One table as a DataFrame with typed columns plus ``cin`` and ``hw`` from the input shape."""
+    """One table as a DataFrame with typed columns plus ``cin`` and ``hw`` from the input shape.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``stage{S}_{B}_{W}.csv`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     import pandas as pd
 
     df = pd.read_csv(path, header=None, names=LUT_COLUMNS, dtype={"config": str, "input_shape": str})
@@ -62,7 +89,16 @@ def read_lut(path: str | Path) -> "pd.DataFrame":
 
 
 def parse_stage_config(text: str) -> list[tuple[int, int, float]]:
-    """``'3#48#None_5#32#None'`` -> ``[(3, 48, 0.0), (5, 32, 0.0)]`` as (k, w, e) per block."""
+    """``'3#48#None_5#32#None'`` -> ``[(3, 48, 0.0), (5, 32, 0.0)]`` as (k, w, e) per block.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    list of (int, int, float)
+    """
     out = []
     for part in text.split("_"):
         k, w, e = part.split("#")
@@ -71,7 +107,21 @@ def parse_stage_config(text: str) -> list[tuple[int, int, float]]:
 
 
 def row_blocks(hyper: Hyperspace, key: LutKey, config: str, cin: int, hw: int) -> list[BlockConfig]:
-    """Concrete blocks of one table row: the first carries the stage stride and the row's cin."""
+    """Concrete blocks of one table row: the first carries the stage stride and the row's cin.
+
+    Parameters
+    ----------
+    hyper : Hyperspace
+    key : LutKey
+    config : str
+        The row's stage config (``parse_stage_config``).
+    cin : int
+    hw : int
+
+    Returns
+    -------
+    list of BlockConfig
+    """
     stage = hyper.stages[key.stage - 1]
     choice = hyper.block_choices[key.block]
     blocks = []

@@ -13,11 +13,11 @@ import pandas as pd
 
 from spaceevo.space import BlockConfig, get_hyperspace
 
-from .block_lut import LutKey, lut_files, read_lut, row_blocks
+from .block_lut import DEVICE_PREDICTORS, LutKey, lut_files, read_lut, row_blocks
+from .store import COLUMNS, LatencyStore
 
 log = logging.getLogger(__name__)
 
-DEVICES = {"onnxw": "vnni-ort-int8", "mobilew": "pixel4-tflite-int8"}
 BACKENDS = {"onnxw": "onnxruntime", "mobilew": "tflite"}
 SOURCE = "microsoft/Moonlit SpaceEvo block look-up tables (MIT licence)"
 
@@ -41,7 +41,7 @@ class LutRecovery:
 
         ``trusted_only`` drops blocks the rows do not determine uniquely and blocks recovered as <= 0 ms.
         """
-        device = DEVICES[self.hyperspace]
+        device = DEVICE_PREDICTORS[self.hyperspace]
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         recs = []
         bad = self.unidentifiable if self.unidentifiable is not None else np.zeros(len(self.blocks), bool)
@@ -60,7 +60,16 @@ class LutRecovery:
 
 
 def fingerprint_id(device: str) -> str:
-    """Fingerprint id of the rows recovered from the SpaceEvo tables for ``device``."""
+    """Fingerprint id of the rows recovered from the SpaceEvo tables for ``device``.
+
+    Parameters
+    ----------
+    device : str
+
+    Returns
+    -------
+    str
+    """
     return f"{device}:spaceevo-lut"
 
 
@@ -70,16 +79,24 @@ def write_store(df: pd.DataFrame, db: str | Path, trusted_only: bool = True) -> 
     The source (tables, licence, method) is recorded as the rows' fingerprint. ``trusted_only`` skips blocks
     the tables do not determine (``identifiable`` False) and blocks recovered as 0 ms. ``n`` of a row is the
     number of table rows that contain the block. Rows already there (same key, device, dtype) are replaced.
-    """
-    from spaceevo.datasets.store import COLUMNS, LatencyStore
 
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    db : str or Path
+    trusted_only : bool
+
+    Returns
+    -------
+    int
+    """
     if trusted_only and "identifiable" in df.columns:
         df = df[df["identifiable"].astype(bool) & (df["median_ms"] > 0)]
     cols = [c for c in COLUMNS if c != "id"]
     with LatencyStore(db) as store:
         for fp in sorted(set(df["fingerprint_id"])):
             device = fp.split(":", 1)[0]
-            hyper = {v: k for k, v in DEVICES.items()}.get(device)
+            hyper = {v: k for k, v in DEVICE_PREDICTORS.items()}.get(device)
             store.add_fingerprint(fp, {"backend": BACKENDS.get(hyper, ""), "device": device, "source": SOURCE,
                                        "method": "per-block latencies recovered by bounded least squares from "
                                                  "the SpaceEvo block look-up tables (n = table rows per block)"})
@@ -130,6 +147,20 @@ def solve_blocks(A, y: np.ndarray, small: int = 40) -> tuple[np.ndarray, np.ndar
     so the fit minimises relative error. A block is unidentifiable when the null space of its component's
     columns touches it (eigen-decomposition of the component's Gram matrix): its value is one split among
     many that reproduce the rows equally well.
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix
+        Rows x blocks incidence (block counts per row).
+    y : numpy.ndarray
+        Row latencies (ms).
+    small : int
+        Components up to this many blocks are solved densely (minimum-norm least squares first).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, dict)
+        Latencies, an unidentifiable mask, diagnostics.
     """
     import scipy.sparse as sp
     from scipy.optimize import lsq_linear
@@ -195,14 +226,25 @@ def _residual_report(rows: pd.DataFrame, pred: np.ndarray) -> dict:
 
 
 def recover_block_latencies(lut_dir: str | Path, hyperspace: str) -> LutRecovery:
-    """Bounded, relative-error least squares of per-block latencies over all tables of ``hyperspace`` pooled."""
+    """Bounded, relative-error least squares of per-block latencies over all tables of ``hyperspace`` pooled.
+
+    Parameters
+    ----------
+    lut_dir : str or Path
+    hyperspace : str
+
+    Returns
+    -------
+    LutRecovery
+    """
     rows, row_cfgs = _load_rows(lut_dir, hyperspace)
     A, blocks = _design(row_cfgs)
     y = rows["latency_ms"].to_numpy(float)
     x, unident, diag = solve_blocks(A, y)
     pred = A @ x
     rows["recovered_ms"] = pred
-    report = {"hyperspace": hyperspace, "device": DEVICES[hyperspace], "files": int(rows[["stage", "block", "window"]]
+    report = {"hyperspace": hyperspace, "device": DEVICE_PREDICTORS[hyperspace],
+              "files": int(rows[["stage", "block", "window"]]
               .drop_duplicates().shape[0]), "rows": int(len(rows)), "distinct_blocks": len(blocks), **diag,
               "unidentifiable_blocks": int(unident.sum()), "min_block_ms": float(x.min()),
               **_residual_report(rows, pred)}
@@ -212,7 +254,16 @@ def recover_block_latencies(lut_dir: str | Path, hyperspace: str) -> LutRecovery
 
 
 def fixed_blocks_frame(path: str | Path) -> pd.DataFrame:
-    """``vnni_fixed_blocks.csv`` (measured fixed blocks) in the collector's dataset columns."""
+    """``vnni_fixed_blocks.csv`` (measured fixed blocks) in the collector's dataset columns.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     raw = pd.read_csv(path)
     # the file writes the linear layer as k=0, stride=0; the search space's LogitsBlock is k=1, stride=1
     cfgs = [BlockConfig(str(r.block), int(r.hw), int(r.cin), int(r.cout), max(int(r.kernel_size), 1),
@@ -224,7 +275,17 @@ def fixed_blocks_frame(path: str | Path) -> pd.DataFrame:
 
 
 def stage_tables(lut_dir: str | Path, hyperspace: str) -> dict[LutKey, pd.DataFrame]:
-    """Per (stage, block, window) table the rows' loss, latency_ms, resolution and block count (Q-T input)."""
+    """Per (stage, block, window) table the rows' loss, latency_ms, resolution and block count (Q-T input).
+
+    Parameters
+    ----------
+    lut_dir : str or Path
+    hyperspace : str
+
+    Returns
+    -------
+    dict of LutKey to pandas.DataFrame
+    """
     hyper = get_hyperspace(hyperspace)
     out = {}
     for key, path in lut_files(lut_dir, hyperspace).items():
@@ -235,5 +296,5 @@ def stage_tables(lut_dir: str | Path, hyperspace: str) -> dict[LutKey, pd.DataFr
     return out
 
 
-__all__ = ["DEVICES", "SOURCE", "LutRecovery", "fingerprint_id", "fixed_blocks_frame", "recover_block_latencies",
+__all__ = ["SOURCE", "LutRecovery", "fingerprint_id", "fixed_blocks_frame", "recover_block_latencies",
            "solve_blocks", "stage_tables", "write_store"]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spaceevo.plotting import pyplot, save_figure
+
 _KEYS = ["device", "threads", "kind", "type", "key"]
 
 
@@ -13,6 +15,15 @@ def int8_speedup(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per unit: fp32_ms / int8_ms for units measured in both dtypes; per type: a summary of that ratio.
 
     ``df`` holds ok rows in the store's format. A speed-up below 1 means INT8 is slower.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        Per unit (``int8_ms``, ``fp32_ms``, ``speedup``) and per type (median, min, max, share slower).
     """
     missing = {"dtype", "median_ms", *_KEYS} - set(df.columns)
     if missing:
@@ -36,9 +47,18 @@ def int8_speedup(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def plot_speedup(per_unit: pd.DataFrame, path: str | Path) -> Path:
-    """A PNG box plot of the INT8 speed-up per unit type (log scale, 1x marked)."""
-    from spaceevo._figures import pyplot, save_figure
+    """A PNG box plot of the INT8 speed-up per unit type (log scale, 1x marked).
 
+    Parameters
+    ----------
+    per_unit : pandas.DataFrame
+        The first frame of ``int8_speedup``.
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
     plt = pyplot()
     order = per_unit.groupby("type")["speedup"].median().sort_values().index.tolist()
     data = [per_unit.loc[per_unit["type"] == t, "speedup"].to_numpy() for t in order]

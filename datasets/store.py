@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -78,7 +77,15 @@ def _check(name: str, value: Any, allowed: Iterable[str]) -> None:
 
 
 class LatencyStore:
-    """An SQLite latency dataset (WAL journal); created on first use."""
+    """An SQLite latency dataset (WAL journal); created on first use.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file (its folder is created; an older schema is migrated).
+    timeout : float
+        Seconds to wait for a lock held by another writer.
+    """
 
     def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
         self.path = Path(path)
@@ -300,23 +307,36 @@ class LatencyStore:
         return int(len(df))
 
 
-def wait_for_rows(path: str | Path, n: int, timeout: float = 60.0, table: str = "measurements") -> int:
-    """Poll until ``table`` of the store at ``path`` holds at least ``n`` rows (crash tests); returns the count."""
-    if table not in ("measurements", "rounds"):
-        raise ValueError(f"table={table!r} is not in ['measurements', 'rounds']")
-    deadline = time.monotonic() + timeout
-    count = 0
-    while time.monotonic() < deadline:
-        if Path(path).exists():
-            try:
-                con = sqlite3.connect(str(path), timeout=5)
-                try:
-                    count = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                finally:
-                    con.close()
-            except sqlite3.OperationalError:
-                count = 0
-            if count >= n:
-                return count
-        time.sleep(0.1)
-    return count
+def read_rows(path: str | Path, device: str | None = None, dtype: str | None = None):
+    """The ok rows of a latency store (SQLite), or all rows of its CSV / Parquet export, of one device and dtype.
+
+    Parameters
+    ----------
+    path : str or Path
+        A store, or a ``.csv`` / ``.parquet`` export of one (``LatencyStore.export``).
+    device, dtype : str, optional
+        Only these rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--db {str(path)!r} does not exist")
+    if p.suffix in (".csv", ".parquet"):
+        df = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+        if device is not None and "device" in df.columns:
+            df = df[df["device"] == device]
+        if dtype is not None and "dtype" in df.columns:
+            df = df[df["dtype"] == dtype]
+        return df
+    return LatencyStore(p).read_measurements(device=device, dtype=dtype, kind=None, status="ok")
+

@@ -87,7 +87,28 @@ def parse_getprop(text: str) -> dict[str, str]:
 
 
 class AdbBackend(Backend):
-    """TFLite ``benchmark_model`` on an Android phone; ``benchmark_model`` is the local path of the binary."""
+    """TFLite ``benchmark_model`` on an Android phone; ``benchmark_model`` is the local path of the binary.
+
+    Parameters
+    ----------
+    threads, repeats, warmup, max_cv, max_attempts, cores, seed, min_sample_ms, clock
+        As for ``Backend`` (``cores`` pin with ``taskset`` on the phone).
+    benchmark_model : str, optional
+        Local path of TFLite's Android ``benchmark_model``.
+    serial : str, optional
+        The phone (``adb -s``), when several are attached.
+    adb : str
+        The ``adb`` executable.
+    remote_dir : str
+        Where models and the binary go on the phone.
+    xnnpack : bool
+    n_calib : int
+        Calibration inputs of the INT8 conversion.
+    timeout : float
+        Seconds per ``adb`` command.
+    reference : bool
+        Refused with a clear message: the phone reports summaries only.
+    """
 
     name = "adb"
     extra = "tflite"

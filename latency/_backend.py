@@ -6,14 +6,19 @@ import abc
 import dataclasses
 import importlib
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+from spaceevo.registry import Registry
+from spaceevo.space import BlockConfig
 
 from ._fingerprint import fingerprint_id, host_facts
+from ._pinning import choose_cores, pinned
+from ._protocol import DTYPES
 from ._stats import TimingStats
+from ._units import BlockUnit
 
 log = logging.getLogger(__name__)
 
-DTYPES: tuple[str, ...] = ("int8", "fp32")
 CLOCKS: tuple[str, ...] = ("auto", "wall", "cpu")
 # The drift anchor timed around every sample (INT8, whatever dtype is measured): a mid-sized residual block
 # that runs ~1 ms here. Changing it changes every ``ratio``, so it is part of the fingerprint.
@@ -21,7 +26,22 @@ REFERENCE_BLOCK = "ResNetSEBlock hw=40 cin=64 cout=64 k=3 e=0.5 s=1 act=relu"
 
 
 def check_dtype(dtype: str) -> str:
-    """Validate a dtype name."""
+    """Validate a dtype name.
+
+    Parameters
+    ----------
+    dtype : str
+
+    Returns
+    -------
+    str
+        ``dtype`` itself.
+
+    Raises
+    ------
+    ValueError
+        Not one of ``DTYPES``.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not in {list(DTYPES)}")
     return dtype
@@ -51,6 +71,36 @@ class Backend(abc.ABC):
     fixed :data:`REFERENCE_BLOCK` in a session kept open for the backend's life (samples of >=
     ``ref_sample_ms``): on a shared machine whose speed changes from one second to the next, the ratio
     of a sample to its neighbouring reference times stays put (the statistics' ``ratio``).
+
+    Parameters
+    ----------
+    threads : int
+        Intra-op threads of the runtime.
+    repeats : int
+        Timed samples per session.
+    warmup : int
+        Untimed inferences per session.
+    max_cv : float
+        A session whose CV exceeds this is timed again.
+    max_attempts : int
+        Sessions per round at most.
+    cores : list of int, optional
+        Cores to pin the timing to (default: chosen from those this process may use).
+    seed : int
+        Seed of weights, inputs and calibration.
+    min_sample_ms : float
+        Loop units faster than this within one sample (0: one inference per sample).
+    clock : str
+        One of ``CLOCKS``.
+    reference : bool
+        Time the reference block beside every sample.
+    ref_sample_ms : float
+        Length of a reference sample.
+
+    Raises
+    ------
+    ValueError
+        An option out of range.
     """
 
     name: str = ""
@@ -108,8 +158,6 @@ class Backend(abc.ABC):
 
     def time_once(self, artifact: Any) -> TimingStats:
         """One attempt: a fresh session pinned to the chosen cores, warm-up, timed repeats."""
-        from ._pinning import pinned
-
         with pinned(self.pin_cores()):
             return self.time_loop(self.open_runner(artifact))
 
@@ -118,12 +166,6 @@ class Backend(abc.ABC):
         if not self.reference:
             return None
         if self._ref is None:
-            import time
-
-            from spaceevo.space import BlockConfig
-
-            from ._units import BlockUnit
-
             run = self.open_runner(self.prepare(BlockUnit(BlockConfig.parse(REFERENCE_BLOCK)), "int8"))
             for _ in range(20):
                 run()
@@ -152,8 +194,6 @@ class Backend(abc.ABC):
 
     def pin_cores(self) -> list[int]:
         """The cores the timing process is pinned to."""
-        from ._pinning import choose_cores
-
         return choose_cores(self.threads, self.cores)
 
     def fingerprint(self, dtype: str, threads: int | None = None) -> dict:
@@ -258,30 +298,131 @@ class Backend(abc.ABC):
                 f"max_cv={self.max_cv})")
 
 
-_BACKENDS: dict[str, str] = {}  # name -> "module:Class", imported lazily
+_BACKENDS: Registry[str] = Registry("backend")  # name -> "module:Class", imported only when chosen
 
 
 def register_backend(name: str, target: str) -> None:
-    """Register backend ``name`` as ``"module:Class"`` (imported only when chosen)."""
-    _BACKENDS[name] = target
+    """Register backend ``name`` as ``"module:Class"`` (the module is imported only when the backend is chosen).
+
+    Parameters
+    ----------
+    name : str
+    target : str
+        ``"module:Class"``; a module starting with ``.`` is relative to ``spaceevo.latency``.
+    """
+    _BACKENDS.register(name, target)
 
 
-def list_backends() -> list[str]:
-    """Names of the registered backends."""
-    return sorted(_BACKENDS)
+def list_backends(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered backends, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns; only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return _BACKENDS.names(filter)
 
 
-def backend_class(name: str) -> Callable[..., Backend]:
-    """The class of backend ``name``; the error lists the valid names."""
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(list_backends())}")
-    module, cls = _BACKENDS[name].split(":")
+def get_backend(name: str, **opts: Any) -> type[Backend]:
+    """The class of backend ``name`` (its module imported now); ``create_backend`` gives an instance.
+
+    Parameters
+    ----------
+    name : str
+    **opts
+        Not accepted: options belong to ``create_backend(name, **opts)``.
+
+    Returns
+    -------
+    type
+        A ``Backend`` subclass.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid backends.
+    TypeError
+        Options were given (``get_backend`` returned an instance before issue 13).
+    """
+    if opts:
+        raise TypeError(f"get_backend({name!r}) returns the backend class and takes no options; "
+                        f"create_backend({name!r}, **opts) builds an instance")
+    module, cls = _BACKENDS.get(name).split(":")
     return getattr(importlib.import_module(module, __package__), cls)
 
 
-def get_backend(name: str, **opts: Any) -> Backend:
-    """An instance of backend ``name`` with options (threads, repeats, warmup, max_cv, ...)."""
-    cls = backend_class(name)
+def backend_options(backend: str, threads: int = 1, repeats: int = 10, warmup: int = 5, max_cv: float = 0.05,
+                    max_attempts: int = 3, seed: int = 0, cores: Sequence[int] | None = None, xnnpack: bool = True,
+                    quant_format: str = "qdq", activation_type: str = "uint8", benchmark_model: str | None = None,
+                    serial: str | None = None, min_sample_ms: float | None = None, clock: str = "auto",
+                    reference: bool | None = None) -> dict:
+    """The constructor options of backend ``backend`` from the command line's settings (those it takes).
+
+    Every backend gets the protocol's options; ``clock`` and the reference block (on unless ``reference`` is
+    False) go to the local backends, the ort quantisation settings to ``ort``, XNNPACK to ``tflite`` and
+    ``adb``, the phone's settings to ``adb`` (which refuses a reference with a clear message).
+
+    Parameters
+    ----------
+    backend : str
+    threads, repeats, warmup, max_attempts, seed : int
+    max_cv : float
+    cores : sequence of int, optional
+    xnnpack : bool
+    quant_format, activation_type : str
+    benchmark_model, serial : str, optional
+    min_sample_ms : float, optional
+    clock : str
+    reference : bool, optional
+
+    Returns
+    -------
+    dict
+        Keyword arguments of ``create_backend(backend, **opts)``.
+    """
+    opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "max_attempts": max_attempts,
+            "seed": seed,
+            "cores": cores or None}
+    if backend != "adb":
+        opts["clock"] = clock
+        opts["reference"] = True if reference is None else reference
+    elif reference:
+        opts["reference"] = True  # refused by the backend with a clear message
+    if min_sample_ms is not None:
+        opts["min_sample_ms"] = min_sample_ms
+    if backend == "ort":
+        opts.update(quant_format=quant_format, activation_type=activation_type)
+    elif backend == "tflite":
+        opts.update(xnnpack=xnnpack)
+    elif backend == "adb":
+        opts.update(xnnpack=xnnpack, benchmark_model=benchmark_model, serial=serial)
+    return opts
+
+
+def create_backend(name: str, **opts: Any) -> Backend:
+    """An instance of backend ``name`` with options (threads, repeats, warmup, max_cv, ...).
+
+    Parameters
+    ----------
+    name : str
+    **opts
+        Constructor options of the backend.
+
+    Returns
+    -------
+    Backend
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the valid backends) or an option the backend does not take.
+    """
+    cls = get_backend(name)
     try:
         return cls(**opts)
     except TypeError as exc:

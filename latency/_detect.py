@@ -18,11 +18,16 @@ import copy
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ._kernel_types import VOCAB, kernel_shapes
+from spaceevo.registry import Registry
+
+# module references, not names: _units imports this module (through _model_units) while _kernel_types loads
+from . import _kernel_types
+from ._quantize import quantize_onnx_int8
+from ._units import KernelUnit
 
 MAX_OPSET = 22  # newest default-domain opset this detector (and the pinned onnxruntime) understands
 _ACT_OPS = {"Relu": "relu", "HardSwish": "hswish", "HardSigmoid": "hsigmoid", "Sigmoid": "sigmoid", "Gelu": "gelu",
@@ -32,7 +37,7 @@ _FOLDABLE = {"Identity", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", 
 
 # Fusion rules per backend-dtype: which activations fuse into a conv / Gemm / Add, which ops run in FP32
 # inside an INT8 graph, and which multi-node patterns are one kernel.
-DEFAULT_RULES: dict[str, dict] = {
+_SHIPPED_RULES: dict[str, dict] = {
     "ort-int8": {"conv_acts": ["relu", "relu6"], "fc_acts": ["relu", "relu6"], "add_acts": ["relu", "relu6"],
                  "float_ops": ["hswish", "hsigmoid", "gelu", "tanh"], "patterns": ["se", "swish", "shuffle"]},
     "ort-fp32": {"conv_acts": ["relu", "relu6", "hswish", "hsigmoid", "sigmoid", "tanh", "leakyrelu"],
@@ -44,32 +49,114 @@ DEFAULT_RULES: dict[str, dict] = {
                     "float_ops": [], "patterns": ["se", "swish", "shuffle"]},
 }
 RULE_FIELDS = ("conv_acts", "fc_acts", "add_acts", "float_ops", "patterns")
+# the registry of default rules, by ``<backend>-<dtype>``
+DEFAULT_RULES: Registry[dict] = Registry("fusion rules", plural="fusion rules",
+                                         error="no fusion rules {name!r}; known: {choices}")
 
 
 class ModelInputError(ValueError):
     """A model file the detector cannot read as it stands; the message names the file and the fix."""
 
 
-def register_fusion_rules(backend: str, dtype: str, rules: dict) -> None:
-    """Ship default fusion rules for ``backend`` and ``dtype`` (a new backend brings its own)."""
-    DEFAULT_RULES[f"{backend}-{dtype}"] = copy.deepcopy(check_rules(dict(rules)))
+def register_fusion_rules(backend: str, dtype: str, rules: dict) -> dict:
+    """Ship default fusion rules for ``backend`` and ``dtype`` (a new backend brings its own).
+
+    Parameters
+    ----------
+    backend : str
+    dtype : str
+    rules : dict
+        The fields of ``RULE_FIELDS`` (lists of names).
+
+    Returns
+    -------
+    dict
+        The registered copy, under ``<backend>-<dtype>``.
+
+    Raises
+    ------
+    ValueError
+        An unknown field, or a field that is not a list.
+    """
+    return DEFAULT_RULES.register(f"{backend}-{dtype}", copy.deepcopy(check_rules(dict(rules))))
 
 
-def list_fusion_rules() -> list[str]:
-    """The ``<backend>-<dtype>`` pairs with shipped default rules."""
-    return sorted(DEFAULT_RULES)
+def list_fusion_rules(filter: str | Sequence[str] | None = None) -> list[str]:
+    """The ``<backend>-<dtype>`` names with shipped default rules, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns (e.g. ``"*-int8"``); only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return DEFAULT_RULES.names(filter)
+
+
+def get_fusion_rules(name: str) -> dict:
+    """A copy of the default rules registered as ``name`` (``<backend>-<dtype>``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not registered; the message lists the known names.
+    """
+    return copy.deepcopy(DEFAULT_RULES.get(name))
 
 
 def default_rules(backend: str, dtype: str) -> dict:
-    """The shipped fusion rules of ``backend`` and ``dtype`` (ort/tflite/adb, int8/fp32)."""
+    """The shipped fusion rules of ``backend`` and ``dtype`` (ort/tflite/adb, int8/fp32).
+
+    Parameters
+    ----------
+    backend : str
+        ``adb`` uses the ``tflite`` rules.
+    dtype : str
+
+    Returns
+    -------
+    dict
+        A copy.
+
+    Raises
+    ------
+    ValueError
+        No rules for this backend and dtype; the message lists the known ones.
+    """
     key = f"{'tflite' if backend == 'adb' else backend}-{dtype}"
     if key not in DEFAULT_RULES:
-        raise ValueError(f"no fusion rules for backend={backend!r} dtype={dtype!r}; known: {sorted(DEFAULT_RULES)}")
-    return copy.deepcopy(DEFAULT_RULES[key])
+        raise ValueError(f"no fusion rules for backend={backend!r} dtype={dtype!r}; known: {list_fusion_rules()}")
+    return get_fusion_rules(key)
 
 
 def check_rules(rules: dict) -> dict:
-    """Validate a rules dict (the fields of :data:`RULE_FIELDS`, lists of names)."""
+    """Validate a rules dict (the fields of :data:`RULE_FIELDS`, lists of names).
+
+    Parameters
+    ----------
+    rules : dict
+
+    Returns
+    -------
+    dict
+        ``rules`` itself.
+
+    Raises
+    ------
+    ValueError
+        An unknown field, or a field that is not a list.
+    """
     bad = sorted(set(rules) - set(RULE_FIELDS) - {"backend", "dtype", "source", "measured", "device", "statistic"})
     if bad:
         raise ValueError(f"fusion rules have unknown field(s) {bad}; fields: {list(RULE_FIELDS)}")
@@ -77,6 +164,10 @@ def check_rules(rules: dict) -> dict:
         if not isinstance(rules.get(f, []), list):
             raise ValueError(f"fusion rules field {f!r} must be a list, got {rules.get(f)!r}")
     return rules
+
+
+for _name, _rules in _SHIPPED_RULES.items():
+    DEFAULT_RULES.register(_name, check_rules(copy.deepcopy(_rules)))
 
 
 @dataclass
@@ -98,8 +189,6 @@ class Kernel:
 
     def unit(self):
         """The collector's ``KernelUnit`` that times this kernel alone (unsupported kernels have none)."""
-        from ._units import KernelUnit
-
         if not self.supported:
             raise ValueError(f"kernel of op(s) {self.op_types} is unsupported: it has no unit to time")
         return KernelUnit(self.type, self.config)
@@ -108,7 +197,7 @@ class Kernel:
         """(input elements, output elements, weights) from the config (unsupported: from the graph)."""
         if not self.supported:
             return int(self.config.get("in_elems", 0)), int(self.config.get("out_elems", 0)), 0
-        return kernel_shapes(self.type, self.config)
+        return _kernel_types.kernel_shapes(self.type, self.config)
 
     def as_dict(self) -> dict:
         """JSON-able description."""
@@ -693,7 +782,8 @@ class _Detector:
         if m is None or m in self.claimed or g.nodes[m].op_type != "Mul" or x not in g.nodes[m].input:
             return False
         w = g.shape(g.nodes[convs[0]].input[1])
-        if acts[1] not in VOCAB["gate"] or acts[0] not in VOCAB["act"] or w is None:
+        vocab = _kernel_types.VOCAB
+        if acts[1] not in vocab["gate"] or acts[0] not in vocab["act"] or w is None:
             return False
         hw, c = _hw_c(g.shape(x))
         macs = _node_macs(g, g.nodes[convs[0]]) + _node_macs(g, g.nodes[convs[1]])
@@ -718,7 +808,17 @@ class _Detector:
 
 
 def model_macs(model) -> int:
-    """Multiply-accumulates of a shape-inferred model (conv, Gemm, MatMul nodes), independent of kernels."""
+    """Multiply-accumulates of a shape-inferred model (conv, Gemm, MatMul nodes), independent of kernels.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        Shape-inferred (``load_onnx``).
+
+    Returns
+    -------
+    int
+    """
     g = _Graph(model)
     return int(sum(_node_macs(g, n) for i, n in enumerate(g.nodes) if i not in g.free))
 
@@ -758,13 +858,25 @@ def executed_graph(model: Any, dtype: str = "int8", seed: int = 0):
 
     onnxruntime writes it itself (``SessionOptions.optimized_model_filepath``) at the collector's settings;
     the default fusion rules are checked against it.
+
+    Parameters
+    ----------
+    model : str, Path or onnx.ModelProto
+        An FP32 model.
+    dtype : str
+        ``int8`` quantises it first (QDQ).
+    seed : int
+        Seed of the calibration data.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The optimised graph.
     """
     import tempfile
 
     import onnx
     import onnxruntime as ort
-
-    from ._quantize import quantize_onnx_int8
 
     m = load_onnx(model)
     if dtype == "int8":
@@ -780,5 +892,16 @@ def executed_graph(model: Any, dtype: str = "int8", seed: int = 0):
 
 
 def kernel_type_counts(detected: DetectedModel) -> dict[str, int]:
-    """How many kernels of each type a model has."""
+    """How many kernels of each type a model has.
+
+    Parameters
+    ----------
+    detected : DetectedModel
+        What ``detect_kernels`` returned.
+
+    Returns
+    -------
+    dict
+        ``{kernel type: count}``.
+    """
     return dict(Counter(k.type for k in detected.kernels))

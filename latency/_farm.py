@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._backend import _BACKENDS, check_dtype, get_backend
+from ._backend import _BACKENDS, check_dtype, create_backend
 from ._farm_cluster import connect, import_ray
 from ._farm_worker import DeviceWorker, _convert, _message
 from ._fingerprint import fingerprint_id
@@ -511,11 +511,11 @@ def run_farm(units: Iterable, devices: Sequence[DeviceSpec], dtypes: Sequence[st
     for spec in devices:
         if spec.backend not in _BACKENDS:
             raise ValueError(f"pool entry {spec.name!r}: unknown backend {spec.backend!r}; valid backends: "
-                             f"{', '.join(sorted(_BACKENDS))}")
+                             f"{', '.join(_BACKENDS.names())}")
         opts = spec.backend_opts((backend_opts or {}).get(spec.backend, {}))
         opts.setdefault("seed", seed)
-        get_backend(spec.backend, **opts)  # validates the options here, before any worker starts
-        target = _BACKENDS[spec.backend]
+        create_backend(spec.backend, **opts)  # validates the options here, before any worker starts
+        target = _BACKENDS.get(spec.backend)
         if target.startswith("."):
             target = "spaceevo.latency" + target
         devs.append(_Device(spec=spec, target=target, opts=opts))

@@ -26,7 +26,18 @@ def import_ray():
 
 # -- connecting ------------------------------------------------------------------------------------
 def check_address(address: str) -> None:
-    """Fail fast, with the fix, when nothing answers at ``host:port``."""
+    """Fail fast, with the fix, when nothing answers at ``host:port``.
+
+    Parameters
+    ----------
+    address : str
+        ``HOST:PORT`` of a Ray head.
+
+    Raises
+    ------
+    ValueError
+        Not ``HOST:PORT``, or nothing listens there (the message says how to start a head).
+    """
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():

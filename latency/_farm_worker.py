@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import _BACKENDS, get_backend, register_backend
+from ._backend import _BACKENDS, create_backend, register_backend
 from ._profile import default_device
 
 
@@ -31,11 +31,11 @@ _WORKER_BACKENDS: dict[str, Any] = {}
 
 def _worker_backend(backend: str, target: str, opts: dict):
     """A backend instance in a Ray worker (registered there first when it is a plug-in), cached per options."""
-    if _BACKENDS.get(backend) != target:
+    if backend not in _BACKENDS or _BACKENDS.get(backend) != target:
         register_backend(backend, target)
     key = json.dumps([backend, opts], sort_keys=True, default=str)
     if key not in _WORKER_BACKENDS:
-        _WORKER_BACKENDS[key] = get_backend(backend, **opts)
+        _WORKER_BACKENDS[key] = create_backend(backend, **opts)
     return _WORKER_BACKENDS[key]
 
 
@@ -48,10 +48,10 @@ class DeviceWorker:
     """The actor that holds one device: times chunks of units under the protocol and streams every round."""
 
     def __init__(self, name: str, backend: str, target: str, opts: dict) -> None:
-        if _BACKENDS.get(backend) != target:
+        if backend not in _BACKENDS or _BACKENDS.get(backend) != target:
             register_backend(backend, target)
         self.name = name
-        self.be = get_backend(backend, **opts)
+        self.be = create_backend(backend, **opts)
 
     def ready(self, dtypes: list[str], rounds: int) -> dict:
         """Check the device (raises naming what is missing) and describe it: fingerprints, default id, pid."""

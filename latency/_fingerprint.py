@@ -16,7 +16,18 @@ _ARM_NAMES = {"asimddp": "dotprod"}
 
 
 def cpu_isa_features(flags: set[str]) -> dict[str, bool]:
-    """The INT8-relevant ISA features present in a set of ``/proc/cpuinfo`` flags (x86 or ARM names)."""
+    """The INT8-relevant ISA features present in a set of ``/proc/cpuinfo`` flags (x86 or ARM names).
+
+    Parameters
+    ----------
+    flags : set of str
+
+    Returns
+    -------
+    dict of str to bool
+        ``avx2``, ``avx512f``, ``avx512_vnni``, ``avx_vnni``, ``amx`` (x86) or ``dotprod``, ``i8mm``, ``sve``,
+        ``sve2`` (ARM).
+    """
     if flags & set(ARM_FEATURES) or "asimd" in flags:
         return {_ARM_NAMES.get(f, f): f in flags for f in ARM_FEATURES}
     out = {f: f in flags for f in X86_FEATURES if not f.startswith("amx")}
@@ -25,7 +36,16 @@ def cpu_isa_features(flags: set[str]) -> dict[str, bool]:
 
 
 def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
-    """CPU model name and flag set from ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features``)."""
+    """CPU model name and flag set from ``/proc/cpuinfo`` text (x86 ``flags`` or ARM ``Features``).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    (str, set of str)
+    """
     name, flags = "", set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
@@ -55,12 +75,22 @@ def slug(text: str, words: int = 2) -> str:
 
 
 def cpu_slug() -> str:
-    """Short id of this host's CPU, used in default device ids (``ort-amd-epyc``)."""
+    """Short id of this host's CPU, used in default device ids (``ort-amd-epyc``).
+
+    Returns
+    -------
+    str
+    """
     return slug(host_cpu()[0])
 
 
 def host_facts() -> dict:
-    """CPU model, ISA features, OS, Python and the cores this process may use."""
+    """CPU model, ISA features, OS, Python and the cores this process may use.
+
+    Returns
+    -------
+    dict
+    """
     name, flags = host_cpu()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     return {"cpu": name, "machine": platform.machine(), "isa": cpu_isa_features(set(flags)),
@@ -69,5 +99,16 @@ def host_facts() -> dict:
 
 
 def fingerprint_id(fp: dict) -> str:
-    """Stable 12-hex id of a fingerprint dict."""
+    """Stable 12-hex id of a fingerprint dict.
+
+    Parameters
+    ----------
+    fp : dict
+        A JSON-able fingerprint.
+
+    Returns
+    -------
+    str
+        12 hex digits of the SHA-1 of its sorted JSON.
+    """
     return hashlib.sha1(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:12]

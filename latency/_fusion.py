@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ._backend import create_backend
 from ._detect import default_rules, executed_graph
+from ._profile import default_device, run_profile
 from ._units import KernelUnit
 
 # (rule field, op1 kernel, activation): op1 alone, the activation alone on op1's output, and both as one kernel
@@ -37,7 +39,19 @@ def _pair_units(op1: str, act: str, hw: int, c: int) -> tuple[KernelUnit, Kernel
 
 
 def fusion_pair_units(pairs: Sequence[tuple[str, str, str]] = DEFAULT_PAIRS, hw: int = 28, channels: int = 64) -> list:
-    """The distinct kernel units the pairs need (op1, op2 and op1+op2 of each)."""
+    """The distinct kernel units the pairs need (op1, op2 and op1+op2 of each).
+
+    Parameters
+    ----------
+    pairs : sequence of (rule field, op1 kernel type, activation)
+    hw : int
+        Spatial side of the kernels.
+    channels : int
+
+    Returns
+    -------
+    list of KernelUnit
+    """
     seen: dict[str, KernelUnit] = {}
     for _field, op1, act in pairs:
         for u in _pair_units(op1, act, hw, channels):
@@ -47,7 +61,19 @@ def fusion_pair_units(pairs: Sequence[tuple[str, str, str]] = DEFAULT_PAIRS, hw:
 
 def graph_float_ops(dtype: str = "int8", acts: Sequence[str] = ("hswish", "hsigmoid", "gelu", "tanh", "sigmoid",
                                                                   "relu", "relu6", "leakyrelu")) -> list[str]:
-    """Activations that onnxruntime's optimised INT8 graph still runs in FP32 (a float op between DQ and Q)."""
+    """Activations that onnxruntime's optimised INT8 graph still runs in FP32 (a float op between DQ and Q).
+
+    Parameters
+    ----------
+    dtype : str
+        Only ``int8`` graphs have FP32 islands (``fp32``: none).
+    acts : sequence of str
+        The activations to check.
+
+    Returns
+    -------
+    list of str
+    """
     if dtype != "int8":
         return []
     out = []
@@ -66,6 +92,22 @@ def fusion_rules_from_times(times: dict[str, float], backend: str, dtype: str,
     """Rules from measured unit times (``{unit key: ms}``): each pair fused or not by nn-Meter's test.
 
     Pairs not measured keep the shipped default; the result lists every pair's T1, T2, T12 and verdict.
+
+    Parameters
+    ----------
+    times : dict
+        ``{unit key: ms}`` of the ``fusion_pair_units``.
+    backend : str
+    dtype : str
+    pairs : sequence of (rule field, op1 kernel type, activation)
+    hw : int
+    channels : int
+        As given to ``fusion_pair_units``.
+
+    Returns
+    -------
+    dict
+        The rules (``RULE_FIELDS``) with ``backend``, ``dtype`` and the ``measured`` pairs.
     """
     rules = default_rules(backend, dtype)
     measured = []
@@ -99,10 +141,7 @@ def measure_fusion_rules(backend: Any = "ort", dtype: str = "int8", db: Any = No
     -------
     dict: the rules (``RULE_FIELDS``) with ``backend``, ``dtype``, ``device`` and the ``measured`` pairs.
     """
-    from ._backend import get_backend
-    from ._profile import default_device, run_profile
-
-    be = get_backend(backend) if isinstance(backend, str) else backend
+    be = create_backend(backend) if isinstance(backend, str) else backend
     units = fusion_pair_units(pairs, hw, channels)
     summary = run_profile(units, be, [dtype], db=db, device=device, progress=progress, rounds=rounds)
     df = db.read_measurements(device=summary["device"], dtype=dtype, kind="kernel", status="ok")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spaceevo.space import Conv
+
 from ._units import _REQUIRED, register_kernel
 
 ACTS: tuple[str, ...] = ("none", "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "gelu", "tanh",
@@ -27,7 +29,19 @@ MODEL_KERNELS: tuple[str, ...] = ("conv", "dwconv", "gconv", "linear", "eltwise"
 
 
 def field_choices(kernel: str, field: str) -> tuple[str, ...]:
-    """The allowed values of a categorical field of a model kernel type."""
+    """The allowed values of a categorical field of a model kernel type.
+
+    Parameters
+    ----------
+    kernel : str
+        A model kernel type (``MODEL_KERNELS``).
+    field : str
+        One of its categorical fields (``act``, ``op``, ...).
+
+    Returns
+    -------
+    tuple of str
+    """
     return _OPS_OF.get(kernel, VOCAB["op"]) if field == "op" else VOCAB[field]
 
 
@@ -85,10 +99,8 @@ def _i64(b, values) -> str:
 
 
 def _conv_onnx(c, b, xs):
-    from spaceevo.space import ConvOp
-
     if c["kw"] == c["k"]:
-        return _act(b, b.conv(xs[0], ConvOp(c["cin"], c["cout"], c["k"], c["stride"], groups=c["groups"])), c["act"])
+        return _act(b, b.conv(xs[0], Conv(c["cin"], c["cout"], c["k"], c["stride"], groups=c["groups"])), c["act"])
     kh, kw, g = c["k"], c["kw"], c["groups"]  # a 1 x 7 / 7 x 1 convolution (Inception's factorised kernels)
     w = b.rng.normal(0.0, np.sqrt(2.0 / (c["cin"] // g * kh * kw)), (c["cout"], c["cin"] // g, kh, kw))
     y = b.node("Conv", [xs[0], b.const("w", w), b.const("b", b.rng.normal(0.0, 0.05, c["cout"]))],
@@ -328,11 +340,9 @@ register_kernel("softmax", {"cin": _REQUIRED}, lambda c: [(1, c["cin"])],
 
 def _se_onnx(c, b, xs):
     """Squeeze-and-Excitation: GAP -> 1x1 (act) -> 1x1 (gate) -> scale, any mid width."""
-    from spaceevo.space import ConvOp
-
     s = b.node("GlobalAveragePool", [xs[0]])
-    s = _act(b, b.conv(s, ConvOp(c["cin"], c["mid"], 1, bn=False, bias=True)), c["act"])
-    s = b.act(b.conv(s, ConvOp(c["mid"], c["cin"], 1, bn=False, bias=True)), c["gate"])
+    s = _act(b, b.conv(s, Conv(c["cin"], c["mid"], 1, bn=False, bias=True)), c["act"])
+    s = b.act(b.conv(s, Conv(c["mid"], c["cin"], 1, bn=False, bias=True)), c["gate"])
     return b.node("Mul", [xs[0], s])
 
 
@@ -361,7 +371,19 @@ register_kernel("bn", dict(_HWC), lambda c: [_img(c)], keras=lambda c, K, xs, s:
 
 
 def kernel_shapes(ktype: str, c: dict) -> tuple[int, int, int]:
-    """(input elements, output elements, weights) of a model kernel config: features beside its fields."""
+    """(input elements, output elements, weights) of a model kernel config: features beside its fields.
+
+    Parameters
+    ----------
+    ktype : str
+        A model kernel type.
+    c : dict
+        Its config.
+
+    Returns
+    -------
+    (int, int, int)
+    """
     hw = c.get("hw", 1)
     if ktype in ("conv", "dwconv", "gconv"):
         o = _out(hw, max(c["k"], c["kw"]), c["stride"])

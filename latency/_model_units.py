@@ -14,11 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ._detect import detect_kernels, load_onnx
+from . import _detect  # a module reference: _units imports this module while _detect may be loading
 
 
 def file_digest(path: str | Path) -> str:
-    """The first 16 hex digits of the SHA-256 of a file."""
+    """The first 16 hex digits of the SHA-256 of a file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    str
+    """
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
@@ -84,11 +93,11 @@ class OnnxModelUnit:
     @property
     def macs(self) -> int:
         """Multiply-accumulates of the whole model."""
-        return detect_kernels(self.path, input_shape=self.input_shape_override).macs
+        return _detect.detect_kernels(self.path, input_shape=self.input_shape_override).macs
 
     def to_onnx(self, seed: int = 0):
         """The model as stored (validated: static shapes, supported opset), its input shape fixed if given."""
-        return load_onnx(self.path, self.input_shape_override)
+        return _detect.load_onnx(self.path, self.input_shape_override)
 
     def to_keras(self, seed: int = 0):
         """ONNX files are timed with onnxruntime only."""
@@ -96,7 +105,24 @@ class OnnxModelUnit:
 
 
 def model_entries(models: str | Path | Sequence[str | Path]) -> list[dict]:
-    """``[{path, name, family, seed}]`` of a zoo folder (its manifest), any folder of ``*.onnx``, or file paths."""
+    """``[{path, name, family, seed}]`` of a zoo folder (its manifest), any folder of ``*.onnx``, or file paths.
+
+    Parameters
+    ----------
+    models : str, Path or sequence of them
+        A folder, or model files.
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that is neither a folder nor a file.
+    ValueError
+        A folder without models.
+    """
     if isinstance(models, (str, Path)) and Path(models).is_dir():
         folder = Path(models)
         man = folder / "manifest.json"
@@ -136,7 +162,7 @@ def model_profile_units(models: str | Path | Sequence[str | Path], backend: str 
     per_model = {}
     units = []
     for e in entries:
-        d = detect_kernels(e["path"], backend, dtype, rules)
+        d = _detect.detect_kernels(e["path"], backend, dtype, rules)
         per_model[e["name"]] = len(d.kernels)
         for k in d.kernels:
             if k.supported:

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ._adb import AdbBackend
 from ._backend import list_backends
 
 RESOURCE_PREFIX = "spaceevo:"
@@ -159,6 +160,14 @@ def load_pool(path: str | Path) -> list[DeviceSpec]:
         When ``path`` does not exist.
     ValueError
         When the file is not valid YAML or an entry is bad (the message names the entry and the fix).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    list of DeviceSpec
     """
     import yaml
 
@@ -177,13 +186,29 @@ def local_pool(backend: str, cores: list[int] | None = None, serials: list[str] 
     """The pool of ``--pool local``: one ``backend`` device per core of this host (``<backend>-core<N>``).
 
     For ``adb`` it is one device per attached phone (``serials``, default: ``adb devices``).
+
+    Parameters
+    ----------
+    backend : str
+        A registered backend name.
+    cores : list of int, optional
+        The cores (default: those this process may use).
+    serials : list of str, optional
+        ``adb`` only: the phones (default: ``adb devices``).
+
+    Returns
+    -------
+    list of DeviceSpec
+
+    Raises
+    ------
+    ValueError
+        Unknown backend, or no phone attached for ``adb``.
     """
     if backend not in list_backends():
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(list_backends())}")
     if backend == "adb":
         if serials is None:
-            from ._adb import AdbBackend
-
             serials = AdbBackend().devices()
         if not serials:
             raise ValueError("--pool local with --backend adb: no phone is attached ('adb devices' lists none)")

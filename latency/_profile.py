@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._backend import Backend, check_dtype, get_backend
+from ._backend import Backend, check_dtype, create_backend
 from ._fingerprint import cpu_slug, fingerprint_id
 from ._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 from ._stats import TimingStats
@@ -20,7 +20,16 @@ log = logging.getLogger(__name__)
 
 
 def default_device(backend: Backend) -> str:
-    """The default device id: ``<backend>-<cpu slug>`` (``ort-amd-epyc``), or the backend's own."""
+    """The default device id: ``<backend>-<cpu slug>`` (``ort-amd-epyc``), or the backend's own.
+
+    Parameters
+    ----------
+    backend : Backend
+
+    Returns
+    -------
+    str
+    """
     own = getattr(backend, "default_device", None)
     return own() if callable(own) else f"{backend.name}-{cpu_slug()}"
 
@@ -62,13 +71,45 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     ``chunk`` at a time, then timed round after round in a shuffled order, each finished round stored at
     once (a killed run loses at most the round in flight). On a shared machine the speed drifts over
     seconds, far more than inside one session, so sessions spread in time are what make a rerun agree.
+
+    Parameters
+    ----------
+    units : iterable of Unit
+    backend : Backend or str
+        An instance, or a registered name (then built with ``backend_opts``).
+    dtypes : sequence of str
+        Each of ``DTYPES``.
+    db : LatencyStore
+        Where the rows go (and what is skipped).
+    device : str, optional
+        Device id of the rows (default: ``default_device(backend)``).
+    seed : int
+    progress : bool
+        Show a progress bar.
+    retry_failed : bool
+    backend_opts : dict, optional
+    rounds : int
+        Sessions per unit (``ROUNDS`` in the command line).
+    chunk : int
+        Units converted at a time.
+
+    Returns
+    -------
+    dict
+        ``device``, ``backend``, ``units``, ``total``, ``skipped``, ``ok``, ``failed``, ``rounds``, ``median_cv``,
+    ``median_round_cv``, ``seconds``, ``db``, ...
+
+    Raises
+    ------
+    ValueError
+        A bad dtype, backend option or store.
     """
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} must be an integer >= 1")
     store = _check_store(db, rounds)
-    be = get_backend(backend, **{"seed": seed, **(backend_opts or {})}) if isinstance(backend, str) else backend
+    be = create_backend(backend, **{"seed": seed, **(backend_opts or {})}) if isinstance(backend, str) else backend
     be.require()
     dtypes = [check_dtype(d) for d in dtypes]
     if not dtypes:

@@ -7,5 +7,7 @@ over the run, each ROUND_WARMUP untimed + ROUND_REPEATS timed samples.
 ROUNDS = 10
 ROUND_REPEATS = 10
 ROUND_WARMUP = 5
+#: the data types a unit is measured (and a predictor trained) in
+DTYPES: tuple[str, ...] = ("int8", "fp32")
 
-__all__ = ["ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"]
+__all__ = ["DTYPES", "ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"]

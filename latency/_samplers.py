@@ -14,36 +14,70 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from spaceevo.space import BlockConfig, SearchSpace, conv_out_hw, get_hyperspace
+from spaceevo.registry import Registry
+from spaceevo.space import (ACTIVATIONS, BlockConfig, SearchSpace, as_search_space, conv_out_hw, get_hyperspace,
+                            published_subnets)
 
 from ._kernel_types import VOCAB as MODEL_VOCAB, field_choices
 from ._units import BlockUnit, KernelUnit, SubnetUnit, get_kernel, list_kernels
 
 log = logging.getLogger(__name__)
 
-_SAMPLERS: dict[str, Callable] = {}
+_SAMPLERS: Registry[Callable] = Registry("sampler")
 
 
 def register_sampler(name: str) -> Callable:
-    """Register a sampler function ``(**opts) -> list[unit]`` under ``name``."""
+    """Decorator: register a sampler function ``(**opts) -> list[unit]`` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the sampler unchanged.
+    """
 
     def deco(fn: Callable) -> Callable:
-        _SAMPLERS[name] = fn
-        return fn
+        return _SAMPLERS.register(name, fn)
 
     return deco
 
 
-def list_samplers() -> list[str]:
-    """Names of the registered samplers."""
-    return sorted(_SAMPLERS)
+def list_samplers(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered samplers, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns; only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return _SAMPLERS.names(filter)
 
 
 def get_sampler(name: str) -> Callable:
-    """The sampler ``name``; the error lists the valid names."""
-    if name not in _SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; valid samplers: {', '.join(list_samplers())}")
-    return _SAMPLERS[name]
+    """The sampler function called ``name``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    callable
+        ``(**opts) -> list of units``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid samplers.
+    """
+    return _SAMPLERS.get(name)
 
 
 def _subset(units: list, limit: int | None, fraction: float | None, seed: int) -> list:
@@ -80,6 +114,18 @@ def space_block_configs(space: str, resolutions: Sequence[int] | None = None,
     ``space`` is a hyperspace (``onnxw``) or a search space (``onnxw-151122-023231``). A stage's
     first block takes any width of the previous stage as input and the stage stride; the other
     blocks take the stage's own widths with stride 1.
+
+    Parameters
+    ----------
+    space : str
+    resolutions : sequence of int, optional
+        Default: the hyperspace's look-up-table resolutions.
+    block_types : sequence of str, optional
+        Only these block types.
+
+    Returns
+    -------
+    list of BlockConfig
     """
     key = (space, tuple(resolutions) if resolutions else None, tuple(block_types) if block_types else None)
     return list(_space_block_configs(*key))
@@ -90,6 +136,17 @@ def fixed_block_configs(space: str, resolutions: Sequence[int] | None = None) ->
 
     Every subnet of the space needs some of them, so a predictor without them cannot predict any subnet;
     a profile that draws a subset of the space's blocks adds them (see :func:`sample_space`).
+
+    Parameters
+    ----------
+    space : str
+        A hyperspace or search-space name.
+    resolutions : sequence of int, optional
+        Input resolutions (default: the hyperspace's look-up-table resolutions).
+
+    Returns
+    -------
+    list of BlockConfig
     """
     return list(_space_block_configs(space, tuple(resolutions) if resolutions else None, None, fixed_only=True))
 
@@ -203,6 +260,21 @@ def subnet_profile_units(space: str, n: int, resolutions: Sequence[int] | None =
 
     The blocks of ``n`` :func:`random_subnets` of ``space`` and of the ``published`` ``(space, subnet)`` pairs,
     the space's fixed blocks at the random subnets' resolutions, then the ``n`` subnets whole.
+
+    Parameters
+    ----------
+    space : str
+        A search space.
+    n : int
+        Random subnets.
+    resolutions : sequence of int, optional
+    seed : int
+    published : sequence of (space, subnet)
+        Subnets whose blocks are timed too (not whole).
+
+    Returns
+    -------
+    list of Unit
     """
     whole = random_subnets(space, n, resolutions, seed=seed)
     res = sorted({sub.resolution for _sp, sub in whole}) or resolutions
@@ -231,7 +303,7 @@ def subnet_units(whole: Sequence[tuple], blocks_of: Sequence[tuple] = (),
     """
     def parsed(items):
         for sp, sub in items:
-            sp = sp if isinstance(sp, SearchSpace) else SearchSpace.parse(sp)
+            sp = as_search_space(sp)
             yield sp, (sp.parse_subnet(sub) if isinstance(sub, str) else sp.validate(sub))
 
     whole = list(parsed(whole))
@@ -264,8 +336,6 @@ def _random_block(rng: np.random.Generator, h, ranges: dict) -> BlockConfig:
 
 
 def _random_kernel(rng: np.random.Generator, name: str, ranges: dict) -> KernelUnit:
-    from spaceevo.space import ACTIVATIONS
-
     kt = get_kernel(name)
     cfg = {}
     for f in kt.fields:
@@ -442,9 +512,66 @@ def sample_adaptive(measurements=None, predictor=None, limit: int | None = 100, 
     return [units[i] for i in sorted(rng.permutation(len(units))[:n])]
 
 
-def sample_units(sampler: str, **opts) -> list:
-    """Run sampler ``sampler`` with its options."""
-    return get_sampler(sampler)(**opts)
+def plan_units(space: str, sampler: str = "space", sample_opts: dict | None = None, subnets: int = 0,
+               published: bool = False, published_file: str | Path | None = None,
+               note: Callable[[str], object] | None = None) -> list:
+    """The units of a profiling run: what ``spaceevo profile`` chooses from its sampler and subnet options.
+
+    Without ``subnets`` and ``published`` it is the sampler's units. Otherwise it is
+    :func:`subnet_profile_units` (the blocks of ``subnets`` random subnets of ``space`` and of the published
+    subnets, then those subnets whole), topped up with the sampler's units when ``sample_opts`` has a
+    ``limit`` or ``fraction``.
+
+    Parameters
+    ----------
+    space : str
+        Hyperspace or search space.
+    sampler : str
+        A registered sampler.
+    sample_opts : dict, optional
+        The sampler's options (``resolutions``, ``limit``, ``fraction``, ``seed``, ``kind``, ...).
+    subnets : int
+        Random subnets to time whole (and by blocks).
+    published : bool
+        Also time the blocks of the published SpaceEvo subnets of ``space``'s hyperspace.
+    published_file : str or Path, optional
+        Their ``search_result.yaml`` (see ``spaceevo.space.published_subnets``).
+    note : callable, optional
+        Receives one line per choice worth telling (block counts).
+
+    Returns
+    -------
+    list of Unit
+
+    Raises
+    ------
+    ValueError
+        ``subnets``/``published`` with a sampler other than ``space`` or a kind other than ``block``, a negative
+        ``subnets``, or a bad sampler option.
+    """
+    opts = dict(sample_opts or {})
+    say = note or (lambda _text: None)
+    resolutions, seed, kind = opts.get("resolutions"), opts.get("seed", 0), opts.get("kind", "block")
+    if sampler == "space":
+        say(f"{len(space_block_configs(space, resolutions))} distinct block configurations in {space} at "
+            f"{resolutions or 'LUT resolutions'}\n")
+    if not (subnets or published):
+        return get_sampler(sampler)(**opts)
+    if sampler != "space" or kind != "block":
+        raise ValueError(f"--subnets/--published time blocks and whole subnets of --space; they do not combine with "
+                         f"--sampler {sampler!r} --kind {kind!r} (use the default --sampler space --kind block)")
+    if subnets < 0:
+        raise ValueError(f"--subnets {subnets} must be >= 0")
+    pub = published_subnets(published_file, hyperspace=space.split("-", 1)[0]) if published else []
+    units = subnet_profile_units(space, subnets, resolutions, seed=seed,
+                                 published=[(p["space"], p["subnet"]) for p in pub])
+    n_blocks = sum(u.kind == "block" for u in units)
+    say(f"{n_blocks} blocks of {subnets} random subnets of {space} (fixed blocks included)"
+        + (f" and {len(pub)} published subnets" if published else "") + f", {subnets} subnets whole\n")
+    if opts.get("limit") is not None or opts.get("fraction") is not None:
+        have = {u.key for u in units}
+        units += [u for u in get_sampler(sampler)(**opts) if u.key not in have]
+    return units
 
 
 from . import _zoo_sampler  # noqa: E402,F401  (registers the "zoo" sampler: kernels of the model zoo's families)

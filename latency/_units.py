@@ -9,10 +9,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-from spaceevo.space import ACTIVATIONS, BlockConfig, SearchSpace, make_divisible
-from spaceevo.space._ops import SE, Conv, GlobalAvgPool, Linear, conv_out_hw
+from spaceevo.space import (
+    ACTIVATIONS,
+    OPSET,
+    SE,
+    BlockConfig,
+    Conv,
+    GlobalAvgPool,
+    GraphBuilder,
+    Linear,
+    SearchSpace,
+    block_to_keras,
+    block_to_onnx,
+    conv_out_hw,
+    import_keras,
+    keras_act,
+    keras_conv,
+    keras_ops,
+    make_divisible,
+    subnet_to_keras,
+    subnet_to_onnx,
+)
+from spaceevo.registry import Registry
 
 FLAT_FIELDS: tuple[str, ...] = ("hw", "cin", "cout", "k", "e", "stride", "act")
 
@@ -70,14 +90,10 @@ class BlockUnit:
 
     def to_onnx(self, seed: int = 0):
         """FP32 ONNX model of the block."""
-        from spaceevo.space import block_to_onnx
-
         return block_to_onnx(self.block, seed)
 
     def to_keras(self, seed: int = 0):
         """Keras model of the block."""
-        from spaceevo.space import block_to_keras
-
         return block_to_keras(self.block, seed)
 
 
@@ -126,15 +142,11 @@ class SubnetUnit:
 
     def to_onnx(self, seed: int = 0):
         """FP32 ONNX model of the whole subnet."""
-        from spaceevo.space import subnet_to_onnx
-
         sp, sn = self._parsed()
         return subnet_to_onnx(sp, sn, seed)
 
     def to_keras(self, seed: int = 0):
         """Keras model of the whole subnet."""
-        from spaceevo.space import subnet_to_keras
-
         sp, sn = self._parsed()
         return subnet_to_keras(sp, sn, seed)
 
@@ -155,36 +167,78 @@ class KernelType:
     check: Callable[[dict], dict] | None = None  # validates a config itself (else the generic field rules)
 
 
-_KERNELS: dict[str, KernelType] = {}
+_KERNELS: Registry[KernelType] = Registry("kernel")
 _REQUIRED = None
 
 
 def register_kernel(name: str, fields: dict, inputs: Callable, keras: Callable, flat: Callable,
                     macs: Callable = lambda c: 0, check: Callable[[dict], dict] | None = None) -> Callable:
-    """Register an ONNX builder ``(cfg, b, xs) -> y`` as kernel ``name`` with its other parts.
+    """Decorator: register an ONNX builder ``(cfg, b, xs) -> y`` as kernel ``name`` with its other parts.
 
-    ``check(config) -> config`` validates a full config (defaults filled in) when the generic rules (positive
-    integers, odd k, stride 1 or 2, act in ACTIVATIONS) do not fit the kernel.
+    Parameters
+    ----------
+    name : str
+        Kernel name, as in nn-Meter's kernel list (``"conv-bn-act"``).
+    fields : dict
+        Config fields and their defaults (``_REQUIRED`` for required ones).
+    inputs : callable
+        ``config -> [NCHW input shapes]``.
+    keras : callable
+        ``(config, keras, input tensors, seed) -> output tensor``.
+    flat : callable
+        ``config -> feature columns of the store``.
+    macs : callable
+        ``config -> multiply-accumulates``.
+    check : callable, optional
+        ``config -> config``: validates a full config (defaults filled in) when the generic rules (positive
+        integers, odd k, stride 1 or 2, act in ACTIVATIONS) do not fit the kernel.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the builder unchanged.
     """
 
     def deco(fn: Callable) -> Callable:
-        _KERNELS[name] = KernelType(name, dict(fields), inputs, fn, keras, flat, macs, (fn.__doc__ or "").strip(),
-                                    check)
+        _KERNELS.register(name, KernelType(name, dict(fields), inputs, fn, keras, flat, macs,
+                                           (fn.__doc__ or "").strip(), check))
         return fn
 
     return deco
 
 
-def list_kernels() -> list[str]:
-    """Names of the registered kernels."""
-    return sorted(_KERNELS)
+def list_kernels(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered kernels, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns (e.g. ``"*conv*"``); only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return _KERNELS.names(filter)
 
 
 def get_kernel(name: str) -> KernelType:
-    """The kernel type ``name``; the error lists the valid names."""
-    if name not in _KERNELS:
-        raise ValueError(f"unknown kernel {name!r}; valid kernels: {', '.join(list_kernels())}")
-    return _KERNELS[name]
+    """The kernel type called ``name``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    KernelType
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid kernels.
+    """
+    return _KERNELS.get(name)
 
 
 def _check_config(kt: KernelType, config: dict) -> dict:
@@ -258,10 +312,8 @@ class KernelUnit:
         """FP32 ONNX model of the kernel."""
         from onnx import TensorProto, checker, helper, shape_inference
 
-        from spaceevo.space._onnx_builder import OPSET, _GraphBuilder
-
         kt = get_kernel(self.type)
-        b = _GraphBuilder(seed)
+        b = GraphBuilder(seed)
         shapes = self.input_shapes
         names = ["input"] if len(shapes) == 1 else [f"input{i}" for i in range(len(shapes))]
         y = kt.onnx(self.config, b, names)
@@ -277,9 +329,7 @@ class KernelUnit:
 
     def to_keras(self, seed: int = 0):
         """Keras model of the kernel (NHWC inputs, batch 1)."""
-        from spaceevo.space._keras_builder import _import_keras
-
-        keras = _import_keras()
+        keras = import_keras()
         kt = get_kernel(self.type)
         shapes = self.input_shapes
         inputs = [keras.Input(shape=(s[1],) if len(s) == 2 else (s[2], s[3], s[1]), batch_size=1,
@@ -289,39 +339,62 @@ class KernelUnit:
 
 
 def make_kernel(name: str, **config: Any) -> KernelUnit:
-    """Shorthand: ``make_kernel('relu', hw=56, cin=32)``."""
+    """Shorthand: ``make_kernel('relu', hw=56, cin=32)``.
+
+    Parameters
+    ----------
+    name : str
+        A registered kernel.
+    **config
+        The kernel's config fields.
+
+    Returns
+    -------
+    KernelUnit
+
+    Raises
+    ------
+    ValueError
+        Unknown kernel or a bad config field.
+    """
     return KernelUnit(name, config)
 
 
 def make_unit(kind: str, type: str, config: dict | str) -> "BlockUnit | KernelUnit | SubnetUnit":
-    """Rebuild a unit from its stored ``kind``, ``type`` and ``config`` (dict or JSON)."""
+    """Rebuild a unit from its stored ``kind``, ``type`` and ``config`` (dict or JSON).
+
+    Parameters
+    ----------
+    kind : str
+        ``block``, ``kernel`` or ``model``.
+    type : str
+        Block type, kernel name, or ``subnet``.
+    config : dict or str
+        The stored config (JSON text or dict).
+
+    Returns
+    -------
+    BlockUnit, KernelUnit or SubnetUnit
+
+    Raises
+    ------
+    ValueError
+        Unknown kind, or a config its unit type rejects.
+    """
     cfg = json.loads(config) if isinstance(config, str) else dict(config)
     if kind == "block":
         return BlockUnit(BlockConfig(**cfg))
     if kind == "kernel":
         return KernelUnit(type, cfg)
     if kind == "model" and type == "onnx-model":
-        from ._model_units import OnnxModelUnit
-
-        return OnnxModelUnit(cfg["path"], cfg.get("name"), cfg.get("family"), cfg.get("seed"), cfg.get("input_shape"))
+        return _model_units.OnnxModelUnit(cfg["path"], cfg.get("name"), cfg.get("family"), cfg.get("seed"),
+                                          cfg.get("input_shape"))
     if kind == "model":
         return SubnetUnit(cfg["space"], cfg["subnet"])
     raise ValueError(f"unknown unit kind {kind!r}; valid kinds: block, kernel, model")
 
 
 # -- the kernel registry ----------------------------------------------------------------------
-def _keras_conv(keras, x, op: Conv, seed: int):
-    from spaceevo.space._keras_builder import _conv
-
-    return _conv(keras, x, op, seed)
-
-
-def _keras_act(keras, x, act: str):
-    from spaceevo.space._keras_builder import _act
-
-    return _act(keras, x, act)
-
-
 def _img(c: dict, ch: str = "cin") -> tuple[int, ...]:
     return (1, c[ch], c["hw"], c["hw"])
 
@@ -346,7 +419,7 @@ def _dw_op(c: dict) -> Conv:
 
 
 @register_kernel("conv-bn-act", _CONV, lambda c: [_img(c)],
-                 keras=lambda c, K, xs, s: _keras_conv(K, xs[0], _conv_op(c), s),
+                 keras=lambda c, K, xs, s: keras_conv(K, xs[0], _conv_op(c), s),
                  flat=lambda c: dict(c), macs=lambda c: _conv_macs(c, c["cout"], 1))
 def _k_conv(c, b, xs):
     """k x k convolution + folded BatchNorm + activation."""
@@ -354,7 +427,7 @@ def _k_conv(c, b, xs):
 
 
 @register_kernel("dwconv-bn-act", _DW, lambda c: [_img(c)],
-                 keras=lambda c, K, xs, s: _keras_conv(K, xs[0], _dw_op(c), s),
+                 keras=lambda c, K, xs, s: keras_conv(K, xs[0], _dw_op(c), s),
                  flat=lambda c: {**c, "cout": c["cin"]}, macs=lambda c: _conv_macs(c, c["cin"], c["cin"]))
 def _k_dwconv(c, b, xs):
     """k x k depthwise convolution + folded BatchNorm + activation."""
@@ -377,9 +450,7 @@ def _se_op(c: dict) -> SE:
 
 
 def _keras_se(c, K, xs, s):
-    from spaceevo.space._keras_builder import _ops
-
-    return _ops(K, xs[0], (_se_op(c),), s)
+    return keras_ops(K, xs[0], (_se_op(c),), s)
 
 
 @register_kernel("se", _HWC, lambda c: [_img(c)], keras=_keras_se, flat=lambda c: {**c, "cout": c["cin"]},
@@ -394,7 +465,7 @@ def _register_act(name: str) -> None:
         return b.act(xs[0], name)
 
     onnx_fn.__doc__ = f"Element-wise {name} activation."
-    register_kernel(name, _HWC, lambda c: [_img(c)], keras=lambda c, K, xs, s: _keras_act(K, xs[0], name),
+    register_kernel(name, _HWC, lambda c: [_img(c)], keras=lambda c, K, xs, s: keras_act(K, xs[0], name),
                     flat=lambda c: {**c, "cout": c["cin"], "act": name})(onnx_fn)
 
 
@@ -404,7 +475,7 @@ for _a in ("hswish", "swish", "relu"):
 
 def _keras_add(c, K, xs, s):
     y = K.layers.Add()(xs)
-    return _keras_act(K, y, c["act"]) if "act" in c else y
+    return keras_act(K, y, c["act"]) if "act" in c else y
 
 
 @register_kernel("add", _HWC, lambda c: [_img(c), _img(c)], keras=_keras_add, flat=lambda c: {**c, "cout": c["cin"]})
@@ -444,8 +515,10 @@ register_kernel("maxpool", _POOL, lambda c: [_img(c)], keras=_pool_keras("MaxPoo
                 flat=lambda c: {**c, "cout": c["cin"]})(_pool_onnx("MaxPool"))
 register_kernel("avgpool", _POOL, lambda c: [_img(c)], keras=_pool_keras("AveragePooling2D"),
                 flat=lambda c: {**c, "cout": c["cin"]})(_pool_onnx("AveragePool"))
-_KERNELS["maxpool"] = KernelType(**{**_KERNELS["maxpool"].__dict__, "doc": "k x k max pooling with stride."})
-_KERNELS["avgpool"] = KernelType(**{**_KERNELS["avgpool"].__dict__, "doc": "k x k average pooling with stride."})
+_KERNELS.register("maxpool", KernelType(**{**_KERNELS.get("maxpool").__dict__,
+                                           "doc": "k x k max pooling with stride."}))
+_KERNELS.register("avgpool", KernelType(**{**_KERNELS.get("avgpool").__dict__,
+                                           "doc": "k x k average pooling with stride."}))
 
 
 @register_kernel("concat", {**_HWC, "cin2": _REQUIRED}, lambda c: [_img(c), _img(c, "cin2")],
@@ -458,3 +531,4 @@ def _k_concat(c, b, xs):
 
 # the kernel types of arbitrary CNNs (conv, dwconv, linear, se-mid, ...), found by the kernel detector
 from . import _kernel_types  # noqa: E402,F401
+from . import _model_units  # noqa: E402  (whole ONNX models: make_unit's "onnx-model" type)

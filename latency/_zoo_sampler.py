@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from spaceevo.space import build_zoo_model, list_zoo_families, zoo_seeds
+
 from ._detect import detect_kernels
 from ._samplers import register_sampler
 
@@ -21,8 +23,6 @@ def sample_zoo(limit: int | None = 100, seed: int = 0, kind: str = "kernel", ker
                backend: str = "ort", dtype: str = "int8", families: Sequence[str] | None = None,
                resolutions: Sequence[int] | None = None, **_ignored) -> list:
     """``limit`` distinct kernels of random zoo models (``kernels``: only these types)."""
-    from spaceevo.space import build_zoo_model, list_zoo_families, zoo_seeds
-
     if kind != "kernel":
         raise ValueError(f"sampler 'zoo' draws kernels; kind={kind!r} is not allowed (use kind='kernel')")
     n = 100 if limit is None else limit

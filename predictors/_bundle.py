@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from spaceevo.space import BlockConfig, SearchSpace, Subnet
+from spaceevo.latency import DTYPES
+from spaceevo.space import BlockConfig, SearchSpace, Subnet, as_search_space
 
 from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params, tuned_lgbm_params
 from ._coverage import PLAIN_SUM_WARNING, block_type_coverage
@@ -27,13 +28,12 @@ from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_
                         configs_from_frame, feature_schema)
 from ._metrics import latency_metrics
 from ._target import check_target, reference_ms, with_target
-from . import spaceevo_builtin  # noqa: F401,E402  (registers the "spaceevo-lut" estimator of the built-ins)
+from . import _lut_estimator  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
 
 log = logging.getLogger(__name__)
 
 FORMAT = "spaceevo-latency-predictor"
 FORMAT_VERSION = 1
-DTYPES = ("int8", "fp32")
 
 
 class PredictorFileError(ValueError):
@@ -53,7 +53,18 @@ def _runtime_versions() -> dict:
 
 
 def dataset_digest(df: pd.DataFrame) -> str:
-    """SHA-256 of the training rows (key and median latency, sorted), independent of row order."""
+    """SHA-256 of the training rows (key and median latency, sorted), independent of row order.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (``LatencyStore.read_measurements``).
+
+    Returns
+    -------
+    str
+        ``sha256:<hex>``.
+    """
     cols = [c for c in ("kind", "key", "median_ms") if c in df.columns]
     if "key" not in cols:
         cols = [c for c in (*CONFIG_FIELDS, "median_ms") if c in df.columns]
@@ -61,8 +72,23 @@ def dataset_digest(df: pd.DataFrame) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _parse_space(space: SearchSpace | str) -> SearchSpace:
-    return space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+def block_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows a predictor trains its block models on: ``kind == 'block'`` and ``status == 'ok'``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (columns ``kind`` and ``status`` are optional).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    if "status" in df.columns:
+        df = df[df["status"].fillna("ok") == "ok"]
+    if "kind" in df.columns:
+        df = df[df["kind"] == "block"]
+    return df
 
 
 def _parse_subnet(space: SearchSpace, subnet: Subnet | str) -> Subnet:
@@ -70,7 +96,32 @@ def _parse_subnet(space: SearchSpace, subnet: Subnet | str) -> Subnet:
 
 
 class LatencyPredictor:
-    """Latency predictor of one device and dtype: one model per block type plus a composition term."""
+    """Latency predictor of one device and dtype: one model per block type plus a composition term.
+
+    Parameters
+    ----------
+    device : str
+        Device id of the measurements.
+    dtype : str
+        One of ``DTYPES``.
+    estimator : str
+        A registered estimator (``list_estimators``).
+    estimator_params : dict, optional
+        Its parameters (over the tuned defaults).
+    fingerprint : dict, optional
+        The device's fingerprint(s), kept in the manifest.
+    source : str, optional
+        Where the training rows came from.
+    target : str
+        The timing statistic learned, one of ``TARGETS``.
+    reference_ms : float, optional
+        Scale of ``norm_ms`` (default: the training rows' reference time).
+
+    Raises
+    ------
+    ValueError
+        Unknown dtype, target or estimator.
+    """
 
     def __init__(self, device: str = "unknown", dtype: str = "int8", estimator: str = "lgbm",
                  estimator_params: dict | None = None, fingerprint: dict | None = None, source: str | None = None,
@@ -108,17 +159,9 @@ class LatencyPredictor:
             params["fallback_params"] = {**tuned, **(params.get("fallback_params") or {})}
         return cls(**params)
 
-    @staticmethod
-    def _block_rows(df: pd.DataFrame) -> pd.DataFrame:
-        if "status" in df.columns:
-            df = df[df["status"].fillna("ok") == "ok"]
-        if "kind" in df.columns:
-            df = df[df["kind"] == "block"]
-        return df
-
     def fit(self, df: pd.DataFrame) -> "LatencyPredictor":
         """Fit one model per block type on block rows; learn the composition term from model rows, if any."""
-        blocks = self._block_rows(df)
+        blocks = block_rows(df)
         if blocks.empty:
             raise ValueError("no block measurements (kind='block', status='ok') to train on")
         given = df
@@ -127,7 +170,7 @@ class LatencyPredictor:
         if self.target == "norm_ms" and self.reference_ms is None:
             self.reference_ms = reference_ms(blocks)
         df = with_target(df, self.target, self.reference_ms)
-        blocks = self._block_rows(df)
+        blocks = block_rows(df)
         configs = configs_from_frame(blocks)
         y = blocks[self.target].to_numpy(dtype=np.float64)
         types = np.array([c.type for c in configs])
@@ -174,7 +217,7 @@ class LatencyPredictor:
         networks, lats, y = [], [], []
         for cfg, ms in zip(models["config"], models[self.target]):
             c = json.loads(cfg) if isinstance(cfg, str) else dict(cfg)
-            sp = _parse_space(c["space"])
+            sp = as_search_space(c["space"])
             configs = [b.config for b in sp.blocks(_parse_subnet(sp, c["subnet"]))]
             networks.append(configs)
             lats.append(self.predict_blocks(configs))
@@ -219,7 +262,7 @@ class LatencyPredictor:
 
     def predict_subnet(self, space: SearchSpace | str, subnet: Subnet | str, composed: bool = True) -> dict:
         """``latency_ms`` of a subnet (sum of blocks plus the composition term) and its ``blocks``."""
-        sp = _parse_space(space)
+        sp = as_search_space(space)
         sn = _parse_subnet(sp, subnet)
         blocks = sp.blocks(sn)
         configs = [b.config for b in blocks]
@@ -232,9 +275,27 @@ class LatencyPredictor:
                 "blocks": [{"stage": b.stage, **b.config.as_dict(), "latency_ms": float(v), "source": str(s)}
                            for b, v, s in zip(blocks, lat, src)]}
 
+    def predict_network(self, configs: Sequence[BlockConfig], composed: bool = True) -> float:
+        """Latency (ms) of one network made of the blocks ``configs``, composed by this predictor's own term.
+
+        Parameters
+        ----------
+        configs : sequence of BlockConfig
+            The network's blocks, in order (e.g. a subnet's blocks with its real classifier width).
+        composed : bool
+            Apply the composition term (else the plain sum of the block latencies).
+
+        Returns
+        -------
+        float
+        """
+        configs = list(configs)
+        lat = self.predict_blocks(configs)
+        return compose(self.composition, configs, lat) if composed else float(lat.sum())
+
     def table(self, space: SearchSpace | str) -> SubnetLatencyTable:
         """The cached block-latency table of a search space (built on first use)."""
-        sp = _parse_space(space)
+        sp = as_search_space(space)
         key = str(sp)
         if key not in self._tables:
             self._check_fitted()
@@ -243,13 +304,13 @@ class LatencyPredictor:
 
     def predict_subnets(self, space: SearchSpace | str, subnets: Sequence[Subnet | str]) -> np.ndarray:
         """Latency (ms) of many subnets with the cached table (vectorised gathers and sums)."""
-        sp = _parse_space(space)
+        sp = as_search_space(space)
         subs = [_parse_subnet(sp, s) for s in subnets]
         return self.predict_encoded(sp, *self.table(sp).encode(subs))
 
     def composed_table(self, space: SearchSpace | str) -> SubnetLatencyTable:
         """The table of each cached block's share of the composed latency (the composition folded in)."""
-        sp = _parse_space(space)
+        sp = as_search_space(space)
         key = str(sp)
         if key not in self._composed:
             raw = self.table(sp)
@@ -365,35 +426,3 @@ class LatencyPredictor:
     def __repr__(self) -> str:
         return (f"LatencyPredictor(device={self.device!r}, dtype={self.dtype!r}, estimator={self.estimator!r}, "
                 f"types={sorted(self.models)})")
-
-
-def train_predictor(df: pd.DataFrame, device: str, dtype: str = "int8", estimator: str = "lgbm",
-                    fingerprint: dict | None = None, source: str | None = None, estimator_params: dict | None = None,
-                    cv_folds: int = 5, seed: int = 0, target: str = "median_ms") -> LatencyPredictor:
-    """Train a predictor on the store's rows of one device and dtype; k-fold unit metrics go in the manifest.
-
-    ``target`` is the timing statistic learned (``median_ms`` by default; ``min_ms`` is the least
-    disturbed run; ``norm_ms``, the latency relative to the reference block timed beside it, is the
-    steadiest on a shared machine and needs a table profiled with the reference on).
-    """
-    from ._evaluate import cross_validate_units, holdout_units
-
-    check_target(target)
-    if "device" in df.columns and device is not None:
-        df = df[df["device"] == device]
-    if "dtype" in df.columns:
-        df = df[df["dtype"] == dtype]
-    if df.empty:
-        raise ValueError(f"no measurements for device={device!r} dtype={dtype!r}")
-    ref = reference_ms(LatencyPredictor._block_rows(df)) if target == "norm_ms" else None
-    cv = cross_validate_units(df, estimator=estimator, folds=cv_folds, seed=seed, estimator_params=estimator_params,
-                              target=target, reference=ref) if cv_folds >= 2 else None
-    pred = LatencyPredictor(device=device, dtype=dtype, estimator=estimator, estimator_params=estimator_params,
-                            fingerprint=fingerprint, source=source, target=target, reference_ms=ref).fit(df)
-    if cv is not None:
-        pred._manifest["metrics"]["unit_cv"] = cv["overall"]
-        pred._manifest["metrics"]["unit_cv_by_type"] = cv["by_type"]
-        pred._manifest["metrics"]["unit_holdout"] = holdout_units(df, estimator=estimator, seed=seed,
-                                                                  estimator_params=estimator_params, target=target,
-                                                                  reference=ref)
-    return pred

@@ -36,18 +36,37 @@ class CacheWarning(UserWarning):
 
 
 def spaceevo_home() -> Path:
-    """``$SPACEEVO_HOME`` (default ``~/.cache/spaceevo``): predictors, caches and quick-start data live under it."""
+    """``$SPACEEVO_HOME`` (default ``~/.cache/spaceevo``): predictors, caches and quick-start data live under it.
+
+    Returns
+    -------
+    Path
+    """
     home = os.environ.get("SPACEEVO_HOME") or Path.home() / ".cache" / "spaceevo"
     return Path(home)
 
 
 def cache_dir(kind: str) -> Path:
-    """``$SPACEEVO_HOME/cache/<kind>``: the folder of one kind of compiled query data."""
+    """``$SPACEEVO_HOME/cache/<kind>``: the folder of one kind of compiled query data.
+
+    Parameters
+    ----------
+    kind : str
+
+    Returns
+    -------
+    Path
+    """
     return spaceevo_home() / "cache" / kind
 
 
 def cache_enabled() -> bool:
-    """False when ``$SPACEEVO_NO_CACHE`` is set to anything but ``''``/``0``: every query then computes afresh."""
+    """False when ``$SPACEEVO_NO_CACHE`` is set to anything but ``''``/``0``: every query then computes afresh.
+
+    Returns
+    -------
+    bool
+    """
     return os.environ.get(NO_CACHE_ENV, "").strip() in ("", "0")
 
 
@@ -55,7 +74,16 @@ _DIGESTS: dict[tuple, str] = {}
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (memoised per process by path, size and modification time)."""
+    """SHA-256 of a file's bytes (memoised per process by path, size and modification time).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    str
+    """
     p = Path(path)
     st = p.stat()
     memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
@@ -65,7 +93,16 @@ def file_digest(path: str | Path) -> str:
 
 
 def stat_digest(paths: Iterable[str | Path]) -> str:
-    """A cheap digest of many files: resolved path, size and modification time (ns) of each."""
+    """A cheap digest of many files: resolved path, size and modification time (ns) of each.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+
+    Returns
+    -------
+    str
+    """
     h = hashlib.sha256()
     for p in paths:
         p = Path(p)
@@ -75,7 +112,16 @@ def stat_digest(paths: Iterable[str | Path]) -> str:
 
 
 def cache_key(*parts: object) -> str:
-    """One hex digest of ``parts`` (their ``str``) and the cache format version."""
+    """One hex digest of ``parts`` (their ``str``) and the cache format version.
+
+    Parameters
+    ----------
+    *parts : object
+
+    Returns
+    -------
+    str
+    """
     h = hashlib.sha256(f"spaceevo-cache-{CACHE_FORMAT}".encode())
     for part in parts:
         h.update(b"\0" + str(part).encode())
@@ -83,7 +129,18 @@ def cache_key(*parts: object) -> str:
 
 
 def save_arrays(path: str | Path, key: str, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` and ``key`` to ``path`` (.npz) atomically: a temporary file, then ``os.replace``."""
+    """Write ``arrays`` and ``key`` to ``path`` (.npz) atomically: a temporary file, then ``os.replace``.
+
+    Parameters
+    ----------
+    path : str or Path
+    key : str
+    arrays : mapping of str to numpy.ndarray
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -108,6 +165,17 @@ def load_arrays(path: str | Path, key: str, required: Iterable[str] = ()) -> dic
 
     Every array is read into memory (no lazy members, no pickles); the file must carry ``key`` and
     every name in ``required``.
+
+    Parameters
+    ----------
+    path : str or Path
+    key : str
+        ``cache_key`` of the inputs.
+    required : iterable of str
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, or None
     """
     path = Path(path)
     if not path.is_file():
@@ -128,7 +196,13 @@ def load_arrays(path: str | Path, key: str, required: Iterable[str] = ()) -> dic
 
 
 def invalid(path: str | Path, reason: str) -> None:
-    """Report a cache file that cannot be trusted (it is rebuilt by the caller)."""
+    """Report a cache file that cannot be trusted (it is rebuilt by the caller).
+
+    Parameters
+    ----------
+    path : str or Path
+    reason : str
+    """
     msg = f"cache file {str(path)!r} is corrupt or stale ({reason}); rebuilding it"
     log.warning(msg)
     warnings.warn(msg, CacheWarning, stacklevel=3)

@@ -49,7 +49,16 @@ def identity_composition() -> dict:
 
 
 def terms_of(c: dict) -> dict[str, float]:
-    """The ``{feature: coefficient}`` terms of a composition (older files: ``scale``/``params_coef``)."""
+    """The ``{feature: coefficient}`` terms of a composition (older files: ``scale``/``params_coef``).
+
+    Parameters
+    ----------
+    c : dict
+
+    Returns
+    -------
+    dict of str to float
+    """
     if "terms" in c:
         return {k: float(v) for k, v in c["terms"].items()}
     return {"lat": float(c.get("scale", 1.0)), "params_m": float(c.get("params_coef", 0.0))}
@@ -93,7 +102,20 @@ def per_block_values(c: dict, configs: Sequence[BlockConfig], lat: np.ndarray) -
 
 
 def compose(c: dict, configs: Sequence[BlockConfig], lat: np.ndarray) -> float:
-    """Composed latency (ms) of one network made of blocks ``configs`` with latencies ``lat``."""
+    """Composed latency (ms) of one network made of blocks ``configs`` with latencies ``lat``.
+
+    Parameters
+    ----------
+    c : dict
+        A predictor's composition (``LatencyPredictor.composition``).
+    configs : sequence of BlockConfig
+    lat : numpy.ndarray
+        Per-block latencies (ms).
+
+    Returns
+    -------
+    float
+    """
     return float(per_block_values(c, configs, lat).sum() + c.get("offset_ms", 0.0))
 
 

@@ -7,13 +7,16 @@ baseline) and ``LookupLatencyRegressor`` (exact measured values, a model for uns
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-_REGISTRY: dict[str, type] = {}
+from spaceevo.registry import Registry
+
+# the message predates the shared idiom; the command line prints it, so it stays as it was
+_ESTIMATORS: Registry[type] = Registry("estimator", error="estimator={name!r} is not one of {names}")
 
 # nn-Meter's tuned RandomForest settings per kernel kind (max_depth, n_estimators, max_features).
 NNMETER_RF_SETTINGS: dict[str, dict] = {
@@ -52,30 +55,88 @@ def tuned_lgbm_params(feature_names) -> dict:
 
 
 def nnmeter_rf_params(unit_type: str) -> dict:
-    """nn-Meter's RandomForest settings for a unit type (conv, dwconv, fc or other)."""
+    """nn-Meter's RandomForest settings for a unit type (conv, dwconv, fc or other).
+
+    Parameters
+    ----------
+    unit_type : str
+        A block type or kernel name.
+
+    Returns
+    -------
+    dict
+    """
     return dict(NNMETER_RF_SETTINGS[_BLOCK_KIND.get(unit_type, unit_type if unit_type in NNMETER_RF_SETTINGS
                                                      else "other")])
 
 
 def register_estimator(name: str) -> Callable[[type], type]:
-    """Register an estimator class under ``name`` (used by ``train_predictor(estimator=name)``)."""
+    """Decorator: register an estimator class under ``name`` (used by ``train_predictor(estimator=name)``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    callable
+        The decorator; it sets ``cls.estimator_name`` and returns the class.
+    """
     def deco(cls: type) -> type:
         cls.estimator_name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _ESTIMATORS.register(name, cls)
     return deco
 
 
-def list_estimators() -> list[str]:
-    """Names of the registered estimators."""
-    return sorted(_REGISTRY)
+def list_estimators(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered estimators, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns; only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return _ESTIMATORS.names(filter)
 
 
 def get_estimator(name: str) -> type:
-    """The estimator class called ``name``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"estimator={name!r} is not one of {list_estimators()}")
-    return _REGISTRY[name]
+    """The estimator class called ``name``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    type
+        A scikit-learn regressor class.
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid estimators.
+    """
+    return _ESTIMATORS.get(name)
+
+
+def create_estimator(name: str, **params) -> "BaseEstimator":
+    """An unfitted estimator ``name`` with ``params``.
+
+    Parameters
+    ----------
+    name : str
+    **params
+        Constructor parameters.
+
+    Returns
+    -------
+    BaseEstimator
+    """
+    return get_estimator(name)(**params)
 
 
 def estimator_from_state(state: dict) -> "BaseEstimator":
@@ -138,6 +199,14 @@ class LGBMLatencyRegressor(_LatencyRegressor):
     ``base_columns``: columns of X for a log-linear base model (ridge regression of log latency on
     ``log(1 + X[:, base_columns])``, penalty ``base_alpha``) fitted first; the trees then fit its residual.
     None: a constant base (the mean log latency).
+
+    Parameters
+    ----------
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree, min_split_gain
+        LightGBM's parameters.
+    random_state : int
+    base_columns : list of int, optional
+    base_alpha : float
     """
 
     def __init__(self, n_estimators: int = 600, learning_rate: float = 0.05, num_leaves: int = 31,
@@ -265,7 +334,13 @@ class _ArrayForest:
 
 @register_estimator("rf")
 class RFLatencyRegressor(_LatencyRegressor):
-    """RandomForest on log latency with nn-Meter's settings (see ``nnmeter_rf_params``); trees saved as arrays."""
+    """RandomForest on log latency with nn-Meter's settings (see ``nnmeter_rf_params``); trees saved as arrays.
+
+    Parameters
+    ----------
+    n_estimators, max_depth, max_features, min_samples_leaf, random_state
+        scikit-learn's ``RandomForestRegressor`` parameters.
+    """
 
     def __init__(self, n_estimators: int = 370, max_depth: int | None = 50, max_features: int | float = 1.0,
                  min_samples_leaf: int = 1, random_state: int = 10):
@@ -304,7 +379,15 @@ class RFLatencyRegressor(_LatencyRegressor):
 
 @register_estimator("lut")
 class LookupLatencyRegressor(_LatencyRegressor):
-    """Exact look-up of measured configurations (geometric mean of repeats); a LightGBM model for the rest."""
+    """Exact look-up of measured configurations (geometric mean of repeats); a LightGBM model for the rest.
+
+    Parameters
+    ----------
+    decimals : int
+        Feature values are rounded to this many decimals to form the look-up key.
+    fallback_params : dict, optional
+        Parameters of the ``LGBMLatencyRegressor`` that answers configurations not in the table.
+    """
 
     def __init__(self, decimals: int = 6, fallback_params: dict | None = None):
         self.decimals = decimals

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._bundle import LatencyPredictor, block_rows
+from ._features import configs_from_frame
 from ._metrics import latency_metrics
 from ._target import reference_ms, with_target
 
 
 def _blocks(df: pd.DataFrame, target: str, reference: float | None) -> tuple[pd.DataFrame, float | None]:
-    from ._bundle import LatencyPredictor
-
-    blocks = LatencyPredictor._block_rows(df).reset_index(drop=True)
+    blocks = block_rows(df).reset_index(drop=True)
     if target == "norm_ms" and reference is None:
         reference = reference_ms(blocks)
     return with_target(blocks, target, reference), reference
@@ -21,9 +21,6 @@ def _blocks(df: pd.DataFrame, target: str, reference: float | None) -> tuple[pd.
 def _fit_predict(train: pd.DataFrame, test: pd.DataFrame, estimator: str, estimator_params: dict | None,
                  target: str, reference: float | None = None) -> np.ndarray:
     """Predictions for ``test`` of a predictor fitted on ``train`` (NaN for block types absent from train)."""
-    from ._bundle import LatencyPredictor
-    from ._features import configs_from_frame
-
     model = LatencyPredictor(estimator=estimator, estimator_params=estimator_params, target=target,
                              reference_ms=reference).fit(train)
     out = np.full(len(test), np.nan)
@@ -46,6 +43,29 @@ def cross_validate_units(df: pd.DataFrame, estimator: str = "lgbm", folds: int =
     """K-fold out-of-fold predictions of block rows: overall and per-type metrics, and the rows.
 
     ``reference`` scales ``norm_ms`` (the table's own reference time when None).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (``LatencyStore.read_measurements``).
+    estimator : str
+        A registered estimator.
+    folds : int
+    seed : int
+    estimator_params : dict, optional
+    target : str
+        One of ``TARGETS``.
+    reference : float, optional
+
+    Returns
+    -------
+    dict
+        ``overall`` and ``by_type`` metrics (``latency_metrics``) and ``rows`` (with ``predicted_ms``).
+
+    Raises
+    ------
+    ValueError
+        ``folds`` < 2 or more than the block rows.
     """
     blocks, reference = _blocks(df, target, reference)
     if folds < 2 or len(blocks) < folds:
@@ -62,7 +82,29 @@ def cross_validate_units(df: pd.DataFrame, estimator: str = "lgbm", folds: int =
 def holdout_units(df: pd.DataFrame, estimator: str = "lgbm", test_size: float = 0.2, seed: int = 0,
                   estimator_params: dict | None = None, target: str = "median_ms",
                   reference: float | None = None) -> dict:
-    """Train on a random split, score the held-out block rows (overall metrics, as ``latency_metrics``)."""
+    """Train on a random split, score the held-out block rows (overall metrics, as ``latency_metrics``).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (``LatencyStore.read_measurements``).
+    estimator : str
+    test_size : float
+        Share of the block rows held out, in (0, 1).
+    seed : int
+    estimator_params : dict, optional
+    target : str
+    reference : float, optional
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        ``test_size`` outside (0, 1).
+    """
     if not 0 < test_size < 1:
         raise ValueError(f"test_size={test_size!r} must be in (0, 1)")
     blocks, reference = _blocks(df, target, reference)

@@ -15,7 +15,16 @@ from spaceevo.space import BlockConfig, SearchSpace, Subnet, conv_out_hw
 
 
 class SubnetLatencyTable:
-    """Block-latency cache of one search space; sums of block latencies of many subnets at once."""
+    """Block-latency cache of one search space; sums of block latencies of many subnets at once.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    block_latency : callable
+        ``configs -> latencies (ms)``, called once with every block configuration the space can hold.
+    resolutions : sequence of int, optional
+        Default: the hyperspace's resolutions.
+    """
 
     def __init__(self, space: SearchSpace, block_latency: Callable[[list[BlockConfig]], np.ndarray],
                  resolutions: Sequence[int] | None = None):

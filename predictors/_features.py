@@ -8,12 +8,11 @@ output side. Predictors trained with version 1 keep loading and use the version-
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from spaceevo.space import ACTIVATIONS, BlockConfig
-from spaceevo.space._ops import SE, Conv, Linear, Shape, walk
+from spaceevo.space import ACTIVATIONS, SE, BlockConfig, Conv, Linear, Shape, walk
 
 if TYPE_CHECKING:  # only the annotation: features of a block need NumPy alone
     import pandas as pd
@@ -38,7 +37,16 @@ def _check_version(version: int) -> int:
 
 
 def feature_schema(version: int = FEATURE_SCHEMA_VERSION) -> dict:
-    """The feature schema (of ``version``) stored in a predictor's manifest."""
+    """The feature schema (of ``version``) stored in a predictor's manifest.
+
+    Parameters
+    ----------
+    version : int
+
+    Returns
+    -------
+    dict
+    """
     return {"version": _check_version(version), "names": list(FEATURE_NAMES_BY_VERSION[version]),
             "moduli": list(_MODULI), "activations": list(ACTIVATIONS)}
 
@@ -79,7 +87,24 @@ def _features_cached(cfg: BlockConfig) -> tuple[float, ...]:
 
 
 def block_features(configs: Sequence[BlockConfig], version: int = FEATURE_SCHEMA_VERSION) -> np.ndarray:
-    """Feature matrix ``(n, len(FEATURE_NAMES_BY_VERSION[version]))`` of block configs."""
+    """Feature matrix ``(n, len(FEATURE_NAMES_BY_VERSION[version]))`` of block configs.
+
+    Parameters
+    ----------
+    configs : sequence of BlockConfig
+    version : int
+        Feature schema version.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64.
+
+    Raises
+    ------
+    ValueError
+        Unknown schema version.
+    """
     n = len(FEATURE_NAMES_BY_VERSION[_check_version(version)])
     if len(configs) == 0:
         return np.zeros((0, n))
@@ -87,7 +112,21 @@ def block_features(configs: Sequence[BlockConfig], version: int = FEATURE_SCHEMA
 
 
 def configs_from_frame(df: "pd.DataFrame") -> list[BlockConfig]:
-    """Block configs of a DataFrame with the store's block columns (type, hw, cin, cout, k, e, stride, act)."""
+    """Block configs of a DataFrame with the store's block columns (type, hw, cin, cout, k, e, stride, act).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    list of BlockConfig
+
+    Raises
+    ------
+    ValueError
+        A block column is missing.
+    """
     missing = [c for c in CONFIG_FIELDS if c not in df.columns]
     if missing:
         raise ValueError(f"measurement table lacks the block columns {missing}; needed: {list(CONFIG_FIELDS)}")
@@ -97,9 +136,3 @@ def configs_from_frame(df: "pd.DataFrame") -> list[BlockConfig]:
         out.append(BlockConfig(str(row.type), int(row.hw), int(row.cin), int(row.cout), int(row.k), e,
                                int(row.stride), str(row.act)))
     return out
-
-
-def configs_from_dicts(rows: Iterable[dict]) -> list[BlockConfig]:
-    """Block configs from dicts with the config fields."""
-    return [BlockConfig(r["type"], int(r["hw"]), int(r["cin"]), int(r["cout"]), int(r.get("k", 3)),
-                        float(r.get("e", 0.0) or 0.0), int(r.get("stride", 1)), r.get("act", "relu")) for r in rows]

@@ -55,7 +55,18 @@ def _features(ktype: str, items: tuple) -> tuple[float, ...]:
 
 
 def kernel_features(ktype: str, configs: Sequence[dict]) -> np.ndarray:
-    """Feature matrix ``(n, len(KERNEL_FEATURE_NAMES))`` of configs of one kernel type."""
+    """Feature matrix ``(n, len(KERNEL_FEATURE_NAMES))`` of configs of one kernel type.
+
+    Parameters
+    ----------
+    ktype : str
+        A model kernel type.
+    configs : sequence of dict
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     if len(configs) == 0:
         return np.zeros((0, len(KERNEL_FEATURE_NAMES)))
     return np.array([_features(ktype, tuple(sorted(c.items()))) for c in configs], dtype=np.float64)

@@ -54,7 +54,27 @@ def _config(value: Any) -> dict:
 
 
 class KernelLatencyPredictor:
-    """Latency predictor of one device, backend and dtype for arbitrary ONNX models, kernel by kernel."""
+    """Latency predictor of one device, backend and dtype for arbitrary ONNX models, kernel by kernel.
+
+    Parameters
+    ----------
+    device : str
+    dtype : str
+    backend : str
+        The backend the rows were timed with (it picks the default fusion rules).
+    estimator : str
+        A registered estimator (``list_estimators``).
+    estimator_params : dict, optional
+    target : str
+        One of ``TARGETS``.
+    reference_ms : float, optional
+        The reference block's latency (``norm_ms`` targets).
+    rules : dict, optional
+        Fusion rules measured on the device (default: the shipped ones of ``backend`` and ``dtype``).
+    fingerprint : dict, optional
+    source : str, optional
+        Where the rows came from (recorded in the manifest).
+    """
 
     unit_kind = UNIT_KIND
 

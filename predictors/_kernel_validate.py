@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from spaceevo.latency import OnnxModelUnit, load_onnx, model_entries
+
 from ._metrics import latency_metrics
 from ._target import with_target
 from ._validate import _measure_units, make_backend
@@ -22,9 +24,35 @@ def measure_models(models: str | Path | Sequence[str | Path], backend: str = "or
 
     Each row holds the store's statistics plus ``ms`` (the ``statistic``; ``norm_ms`` scales the measured
     ratio by ``reference``), the model's family, seed and path. With ``db`` a rerun reuses the rows.
-    """
-    from spaceevo.latency import OnnxModelUnit, model_entries
 
+    Parameters
+    ----------
+    models : str, Path or sequence of them
+    backend : str
+    dtype : str
+    threads : int
+    rounds : int
+        Fresh sessions per model.
+    repeats : int, optional
+        Timed samples per round (default: the backend's).
+    statistic : str
+        What ``ms`` is (one of ``TARGETS``).
+    reference : float, optional
+        The reference block's latency (``norm_ms``).
+    db : str or Path, optional
+        Keep the rows in this store; a rerun reuses them.
+    progress : bool
+    seed : int
+    with_reference : bool
+        Time the reference block beside every sample.
+    input_shape : sequence of int, optional
+        For models with a symbolic input.
+
+    Returns
+    -------
+    dict
+        ``{name: row}``.
+    """
     entries = model_entries(models)
     units = [OnnxModelUnit(e["path"], e["name"], e.get("family"), e.get("seed"), input_shape) for e in entries]
     be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms" or with_reference)
@@ -59,8 +87,6 @@ def measure_model(model: str | Path, backend: str = "ort", dtype: str = "int8", 
     -------
     dict with the timing statistics (median_ms, min_ms, mean_ms, p90_ms, cv, ratio, ...).
     """
-    from spaceevo.latency import load_onnx
-
     load_onnx(model, input_shape)  # bad input fails here with the file's name and the fix
     rows = measure_models([model], backend, dtype, threads, rounds, repeats, progress=progress,
                           statistic="median_ms", with_reference=reference, input_shape=input_shape)
@@ -92,8 +118,6 @@ def validate_models(pred: Any, models: str | Path | Sequence[str | Path], backen
     ------
     ValueError when fewer than two models remain.
     """
-    from spaceevo.latency import model_entries
-
     trained = set(pred.manifest.get("dataset", {}).get("training_models") or [])
     entries = model_entries(models)
     excluded = [e["name"] for e in entries if e["name"] in trained]

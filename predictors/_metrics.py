@@ -6,7 +6,18 @@ import numpy as np
 
 
 def latency_metrics(measured, predicted) -> dict:
-    """RMSE (ms), MAPE (%), share within +-5% and +-10% (%), Kendall tau and n."""
+    """RMSE (ms), MAPE (%), share within +-5% and +-10% (%), Kendall tau and n.
+
+    Parameters
+    ----------
+    measured, predicted : array-like
+        Latencies (ms) of the same units.
+
+    Returns
+    -------
+    dict
+        ``rmse_ms``, ``mape``, ``acc_5pct``, ``acc_10pct``, ``kendall_tau``, ``n``.
+    """
     y = np.asarray(measured, dtype=np.float64)
     p = np.asarray(predicted, dtype=np.float64)
     if y.shape != p.shape:

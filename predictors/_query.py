@@ -19,12 +19,12 @@ from typing import Sequence
 
 import numpy as np
 
-from spaceevo.space import SearchSpace, Subnet
+from spaceevo.space import SearchSpace, Subnet, as_search_space
 
 from ._cache import cache_dir, cache_enabled, cache_key, file_digest, invalid, load_arrays, save_arrays, stat_digest
 from ._composition import compose
 from ._fast import SubnetLatencyTable
-from ._registry import predictor_path
+from ._registry import load_predictor, predictor_path
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class CompiledSubnetTable:
     @classmethod
     def compile(cls, pred, space: SearchSpace) -> "CompiledSubnetTable":
         """Predict every block configuration of ``space`` with ``pred`` (a ``LatencyPredictor``)."""
-        from .spaceevo_builtin import describe_blocks
+        from .spaceevo_builtin import describe_blocks  # lazy: pandas and the model stack, not for a warm query
 
         raw = pred.table(space)
         _lat, src, extra = describe_blocks(pred, raw.configs)
@@ -129,8 +129,18 @@ def compiled_subnet_table(predictor: str | Path, space: SearchSpace | str) -> Co
         If ``predictor`` is neither a file nor a registered name.
     PredictorFileError
         If the predictor file must be loaded (no valid cache) and is corrupt.
+
+    Parameters
+    ----------
+    predictor : str or Path
+        Registered name or file.
+    space : SearchSpace or str
+
+    Returns
+    -------
+    CompiledSubnetTable
     """
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    sp = as_search_space(space)
     path = predictor_path(predictor)
     if not cache_enabled():
         return _build(path, sp)
@@ -150,19 +160,39 @@ def compiled_subnet_table(predictor: str | Path, space: SearchSpace | str) -> Co
 
 
 def _build(path: Path, sp: SearchSpace) -> CompiledSubnetTable:
-    from ._registry import load_predictor
-
     return CompiledSubnetTable.compile(load_predictor(path), sp)
 
 
 def predict_subnet_cached(predictor: str | Path, space: SearchSpace | str, subnet: Subnet | str) -> dict:
-    """``predict_subnet_blocks`` of a predictor (name or file) from its compiled table (see module docstring)."""
+    """``predict_subnet_blocks`` of a predictor (name or file) from its compiled table (see module docstring).
+
+    Parameters
+    ----------
+    predictor : str or Path
+    space : SearchSpace or str
+    subnet : Subnet or str
+
+    Returns
+    -------
+    dict
+    """
     return compiled_subnet_table(predictor, space).predict_subnet(subnet)
 
 
 def predict_subnets_cached(predictor: str | Path, space: SearchSpace | str,
                            subnets: Sequence[Subnet | str]) -> np.ndarray:
-    """``LatencyPredictor.predict_subnets`` of a predictor (name or file) from its compiled table."""
+    """``LatencyPredictor.predict_subnets`` of a predictor (name or file) from its compiled table.
+
+    Parameters
+    ----------
+    predictor : str or Path
+    space : SearchSpace or str
+    subnets : sequence of Subnet or str
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     return compiled_subnet_table(predictor, space).predict_subnets(subnets)
 
 
@@ -218,7 +248,7 @@ class CompiledLookup:
         found = self.tables.get(cfg.type)
         if found is None:
             return None
-        from ._features import block_features
+        from ._features import block_features  # lazy: a warm subnet query never needs the feature code
 
         keys, log_ms = found
         key = np.round(block_features([cfg], self.feature_version)[:, :_CONFIG_COLS], 4)[0]
@@ -230,11 +260,23 @@ class CompiledLookup:
 
 
 def compiled_lookup(predictor: str | Path) -> CompiledLookup:
-    """The compiled look-up part of a predictor (registered name or file): from the cache, or built."""
+    """The compiled look-up part of a predictor (registered name or file): from the cache, or built.
+
+    Parameters
+    ----------
+    predictor : str or Path
+
+    Returns
+    -------
+    CompiledLookup
+
+    Raises
+    ------
+    FileNotFoundError
+        ``predictor`` is neither a file nor a registered name.
+    """
     path = predictor_path(predictor)
     if not cache_enabled():
-        from ._registry import load_predictor
-
         return CompiledLookup.compile(load_predictor(path))
     digest = file_digest(path)
     key = cache_key(LOOKUP_KIND, digest, _code_digest())
@@ -245,20 +287,26 @@ def compiled_lookup(predictor: str | Path) -> CompiledLookup:
             return CompiledLookup.from_arrays(arrays)
         except (ValueError, KeyError, TypeError) as exc:
             invalid(fpath, f"{type(exc).__name__}: {exc}")
-    from ._registry import load_predictor
-
     compiled = CompiledLookup.compile(load_predictor(path))
     save_arrays(fpath, key, compiled.to_arrays())
     return compiled
 
 
 def predict_block_cached(predictor: str | Path, cfg) -> tuple[float, str]:
-    """``(latency_ms, source)`` of one block: from the compiled look-up tables, else from the loaded predictor."""
+    """``(latency_ms, source)`` of one block: from the compiled look-up tables, else from the loaded predictor.
+
+    Parameters
+    ----------
+    predictor : str or Path
+    cfg : BlockConfig
+
+    Returns
+    -------
+    (float, str)
+    """
     hit = compiled_lookup(predictor).predict_block(cfg)
     if hit is not None:
         return hit
-    from ._registry import load_predictor
-
     lat, src = load_predictor(predictor).predict_blocks([cfg], return_source=True)
     return float(lat[0]), str(src[0])
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ._cache import spaceevo_home
 
@@ -15,12 +16,22 @@ _SUFFIXES = (".json.gz", ".json")
 
 
 def builtin_dir() -> Path:
-    """Folder of the predictors shipped with the package."""
+    """Folder of the predictors shipped with the package.
+
+    Returns
+    -------
+    Path
+    """
     return Path(__file__).resolve().parent / "builtin"
 
 
 def user_dir() -> Path:
-    """``$SPACEEVO_HOME/predictors`` (default ``~/.cache/spaceevo/predictors``)."""
+    """``$SPACEEVO_HOME/predictors`` (default ``~/.cache/spaceevo/predictors``).
+
+    Returns
+    -------
+    Path
+    """
     return spaceevo_home() / "predictors"
 
 
@@ -43,7 +54,7 @@ def _files() -> list[tuple[str, str, Path]]:
 
 
 def _peek_manifest(path: Path) -> dict:
-    import gzip
+    import gzip  # stdlib, but not on the warm query path
 
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
@@ -51,8 +62,35 @@ def _peek_manifest(path: Path) -> dict:
     return json.loads(raw.decode("utf-8")).get("manifest", {})
 
 
-def list_predictors() -> list[dict]:
-    """Known predictors: name, origin (builtin|user), path, device, dtype, estimator (or the load error)."""
+def list_predictors(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the known predictors (user ones and built-ins), sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns (e.g. ``"*-int8"``); only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    names = sorted({name for name, _origin, _path in _files()})
+    if filter is None:
+        return names
+    patterns = [filter] if isinstance(filter, str) else list(filter)
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def describe_predictors() -> list[dict]:
+    """One row per predictor file: name, origin (builtin|user), path, device, dtype, estimator, unit_kind, created_at.
+
+    A file that cannot be read is listed with its ``error`` instead of the manifest fields.
+
+    Returns
+    -------
+    list of dict
+        Built-ins first, then user predictors, each sorted by file name.
+    """
     rows = []
     for name, origin, path in _files():
         row = {"name": name, "origin": origin, "path": str(path)}
@@ -67,7 +105,21 @@ def list_predictors() -> list[dict]:
 
 
 def predictor_path(name_or_path: str | Path) -> Path:
-    """Resolve a registered name (user dir first, then built-ins) or a file path."""
+    """Resolve a registered name (user dir first, then built-ins) or a file path.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a file nor a registered name (the message lists the registered ones).
+    """
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -81,9 +133,25 @@ def predictor_path(name_or_path: str | Path) -> Path:
 
 
 def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
-    """Load a predictor by registered name or path (a block predictor, or a kernel predictor of ONNX models)."""
-    from . import spaceevo_builtin  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
-    from ._bundle import LatencyPredictor
+    """Load a predictor by registered name or path: a block predictor, or a kernel predictor of ONNX models.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+
+    Returns
+    -------
+    LatencyPredictor or KernelLatencyPredictor
+        As the file's ``unit_kind`` says.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a file nor a registered name (the message lists the registered ones).
+    PredictorFileError
+        The file is corrupt, not a predictor, or of an incompatible format version.
+    """
+    from ._bundle import LatencyPredictor  # lazy: pandas and scikit-learn, not for a name look-up
 
     path = predictor_path(name_or_path)
     try:
@@ -98,11 +166,28 @@ def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
 
 
 def install_predictor(pred: "LatencyPredictor", name: str) -> Path:
-    """Save ``pred`` into the user directory under ``name``."""
+    """Save ``pred`` into the user directory under ``name``.
+
+    Parameters
+    ----------
+    pred : LatencyPredictor
+    name : str
+        A plain file name (no ``/``).
+
+    Returns
+    -------
+    Path
+        ``$SPACEEVO_HOME/predictors/<name>.json.gz``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a plain file name.
+    """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name={name!r} must be a plain file name (no '/')")
     return pred.save(user_dir() / f"{name}.json.gz")
 
 
-__all__ = ["builtin_dir", "install_predictor", "list_predictors", "load_predictor",
+__all__ = ["builtin_dir", "describe_predictors", "install_predictor", "list_predictors", "load_predictor",
            "predictor_path", "user_dir"]

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._bundle import LatencyPredictor
+from spaceevo.plotting import pyplot, save_figure
+
+from ._bundle import LatencyPredictor, block_rows
 from ._evaluate import cross_validate_units
 from ._features import configs_from_frame
 from ._metrics import latency_metrics
@@ -17,11 +19,28 @@ from ._target import with_target
 
 def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, plot: str | Path | None = None,
                      seed: int = 0) -> dict:
-    """Unit-level and model-level metrics of ``pred`` on ``df`` (plus k-fold retraining), JSON-ready."""
+    """Unit-level and model-level metrics of ``pred`` on ``df`` (plus k-fold retraining), JSON-ready.
+
+    Parameters
+    ----------
+    pred : LatencyPredictor
+    df : pandas.DataFrame
+        Store rows of the predictor's device and dtype (blocks and, if any, whole subnets).
+    folds : int
+        k of the k-fold retraining on ``df`` (0 skips it).
+    plot : str or Path, optional
+        Where the predicted-vs-measured scatter PNG goes.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``metrics`` per level, and ``plot`` when written.
+    """
     if "status" in df.columns:
         df = df[df["status"].fillna("ok") == "ok"]
     df = with_target(df, pred.target, pred.reference_ms)
-    blocks = LatencyPredictor._block_rows(df)
+    blocks = block_rows(df)
     blocks = blocks[blocks["type"].isin(set(pred.models))]
     metrics: dict = {}
     points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -54,11 +73,7 @@ def evaluate_on_rows(pred: LatencyPredictor, df: pd.DataFrame, folds: int = 5, p
 
 def scatter_plot(points: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "") -> Path:
     """Write a log-log predicted-vs-measured scatter with the +-10% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4.5), squeeze=False)
     for ax, (name, (y, p)) in zip(axes[0], points.items()):
         ax.scatter(y, p, s=8, alpha=0.6)
@@ -72,9 +87,4 @@ def scatter_plot(points: dict[str, tuple[np.ndarray, np.ndarray]], path: str | P
         ax.set_xlabel("measured latency (ms)")
         ax.set_ylabel("predicted latency (ms)")
         ax.set_title(f"{title}: {name}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from spaceevo.space import BlockConfig, SearchSpace
+from spaceevo.space import BlockConfig, SearchSpace, as_search_space
 
 
 def synthetic_block_ms(cfg: BlockConfig) -> float:
@@ -20,7 +20,7 @@ def synthetic_measurements(space: SearchSpace | str, n_subnets: int = 40, n_mode
                            device: str = "synthetic", dtype: str = "int8", noise: float = 0.02,
                            overhead_scale: float = 0.85, overhead_ms: float = 0.05) -> pd.DataFrame:
     """Block rows of ``n_subnets`` random subnets and ``n_models`` whole-subnet rows, with the store's columns."""
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    sp = as_search_space(space)
     rng = np.random.default_rng(seed)
     subs = sp.sample(n_subnets, seed=rng)
     rows: dict[str, dict] = {}

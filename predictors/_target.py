@@ -20,6 +20,20 @@ def reference_ms(df: pd.DataFrame) -> float:
 
     Each row's ``ref_min_ms`` is the fastest of its ~100 reference samples; their median over many rows is
     the reference's time when the machine runs at full speed, the scale that turns ``ratio`` into ms.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (``LatencyStore.read_measurements``).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        No row has a reference timing.
     """
     if "ref_min_ms" not in df.columns:
         raise ValueError("the measurement table has no 'ref_min_ms' column: profile with the reference on "
@@ -36,6 +50,22 @@ def with_target(df: pd.DataFrame, target: str, reference: float | None = None) -
 
     ``norm_ms`` is a unit's latency relative to the reference block timed beside it, in the reference's
     undisturbed milliseconds: the machine's changing speed cancels out of it.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (``LatencyStore.read_measurements``).
+    target : str
+    reference : float, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    ValueError
+        The rows lack the column (or the ``ratio``) the target needs.
     """
     check_target(target)
     if target != "norm_ms":
@@ -56,7 +86,18 @@ def with_target(df: pd.DataFrame, target: str, reference: float | None = None) -
 
 
 def auto_target(df: pd.DataFrame) -> str:
-    """The steadiest target every ok row supports: ``norm_ms`` (reference on), else ``min_ms``, else ``median_ms``."""
+    """The steadiest target every ok row supports: ``norm_ms`` (reference on), else ``min_ms``, else ``median_ms``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Store rows (``LatencyStore.read_measurements``).
+
+    Returns
+    -------
+    str
+        One of ``TARGETS``.
+    """
     rows = df[df["status"].fillna("ok") == "ok"] if "status" in df.columns else df
     for target, column in (("norm_ms", "ratio"), ("min_ms", "min_ms")):
         if len(rows) and column in rows.columns and rows[column].notna().all():

@@ -11,7 +11,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from spaceevo.space import BlockConfig, SearchSpace, Subnet
+from spaceevo.datasets import LatencyStore
+from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, BlockUnit, SubnetUnit, create_backend, default_device,
+                              run_profile)
+from spaceevo.space import BlockConfig, SearchSpace, Subnet, as_search_space
 
 from ._bundle import LatencyPredictor
 from ._metrics import latency_metrics
@@ -21,8 +24,20 @@ log = logging.getLogger(__name__)
 
 
 def sample_subnets(space: SearchSpace | str, n: int, seed: int = 0, resolution: int | None = None) -> list[Subnet]:
-    """``n`` random subnets of ``space``, all at ``resolution`` when given."""
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    """``n`` random subnets of ``space``, all at ``resolution`` when given.
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+    n : int
+    seed : int
+    resolution : int, optional
+
+    Returns
+    -------
+    list of Subnet
+    """
+    sp = as_search_space(space)
     subs = sp.sample(n, seed=seed)
     if resolution is not None:
         if resolution not in sp.hyperspace.resolutions:
@@ -34,7 +49,7 @@ def sample_subnets(space: SearchSpace | str, n: int, seed: int = 0, resolution: 
 
 def subnet_block_configs(space: SearchSpace | str, subnets: Sequence[Subnet]) -> list[BlockConfig]:
     """The distinct block configs occurring in ``subnets`` (head included), in first-seen order."""
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    sp = as_search_space(space)
     seen: dict[BlockConfig, None] = {}
     for s in subnets:
         for b in sp.blocks(s):
@@ -49,8 +64,6 @@ def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = N
     With ``rounds > 1`` each round is one short session: the collector's ``ROUND_WARMUP`` + ``ROUND_REPEATS``
     runs unless ``repeats`` is given. ``reference`` times the reference block beside every sample (``ratio``).
     """
-    from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, get_backend
-
     if reference:
         opts["reference"] = True
     if rounds > 1:
@@ -58,7 +71,7 @@ def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = N
         repeats = repeats or ROUND_REPEATS
     if repeats is not None:
         opts["repeats"] = repeats
-    be = get_backend(backend, threads=threads, **opts)
+    be = create_backend(backend, threads=threads, **opts)
     be.require()
     return be
 
@@ -69,9 +82,6 @@ def _measure_units(units: list, be, dtype: str, db: str | Path | None, device: s
 
     The collector's ``run_profile`` does the work; ``rounds > 1`` spreads each unit's sessions over the run.
     """
-    from spaceevo.datasets.store import LatencyStore
-    from spaceevo.latency import default_device, run_profile
-
     device = device or default_device(be)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(db) if db is not None else Path(tmp) / "measurements.db"
@@ -96,10 +106,33 @@ def measure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backend
     With ``db`` the measurements go into that latency store (kind ``model``) and a rerun reuses them;
     ``rounds > 1`` times them in interleaved rounds (the collector's ``run_profile``). ``statistic='norm_ms'``
     times the reference block beside every sample and scales the ratio by ``reference`` (ms).
-    """
-    from spaceevo.latency import SubnetUnit
 
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    Parameters
+    ----------
+    space : SearchSpace or str
+    subnets : sequence of Subnet
+    backend : str
+    dtype : str
+    threads : int
+    repeats : int, optional
+    statistic : str
+        One of ``TARGETS``.
+    db : str or Path, optional
+    device : str, optional
+    progress : bool
+    rounds : int
+    reference : float, optional
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    RuntimeError
+        A subnet could not be measured.
+    """
+    sp = as_search_space(space)
     be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms")
     units = [SubnetUnit(str(sp), str(sn)) for sn in subnets]
     df = with_target(_measure_units(list(dict.fromkeys(units)), be, dtype, db, device, progress, rounds),
@@ -115,10 +148,27 @@ def remeasure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backe
                       threads: int = 1, repeats: int | None = None, statistic: str = "median_ms",
                       rounds: int = 1, seed: int = 1, progress: bool = True,
                       reference: float | None = None) -> np.ndarray:
-    """Measure subnets again (converted again, fresh sessions), not stored: the repeatability check."""
-    from spaceevo.latency import SubnetUnit
+    """Measure subnets again (converted again, fresh sessions), not stored: the repeatability check.
 
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    Parameters
+    ----------
+    space : SearchSpace or str
+    subnets : sequence of Subnet
+    backend : str
+    dtype : str
+    threads : int
+    repeats : int, optional
+    statistic : str
+    rounds : int
+    seed : int
+    progress : bool
+    reference : float, optional
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    sp = as_search_space(space)
     be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms")
     units = list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sn in subnets))
     df = with_target(_measure_units(units, be, dtype, None, None, progress, rounds, seed=seed), statistic, reference)
@@ -131,10 +181,30 @@ def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_su
                    device: str | None = None, db: str | Path | None = None, progress: bool = True,
                    rounds: int = 1, blocks: Sequence[BlockConfig] | None = None,
                    reference: bool = False) -> pd.DataFrame:
-    """Measure the distinct blocks of ``subnets`` (and ``blocks``) and the whole ``model_subnets``: store rows."""
-    from spaceevo.latency import BlockUnit, SubnetUnit
+    """Measure the distinct blocks of ``subnets`` (and ``blocks``) and the whole ``model_subnets``: store rows.
 
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    Parameters
+    ----------
+    space : SearchSpace or str
+    subnets : sequence of Subnet
+    model_subnets : sequence of Subnet
+    backend : str
+    dtype : str
+    threads : int
+    repeats : int, optional
+    device : str, optional
+    db : str or Path, optional
+    progress : bool
+    rounds : int
+    blocks : sequence of BlockConfig, optional
+    reference : bool
+        Time the reference block beside every sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    sp = as_search_space(space)
     be = make_backend(backend, threads, repeats, rounds, reference=reference)
     configs = list(dict.fromkeys([*subnet_block_configs(sp, subnets), *(blocks or [])]))
     units = [BlockUnit(c) for c in configs]
@@ -160,12 +230,39 @@ def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples
     predictor, reuses them); ``measured`` (ms, in sample order) skips the measurement. ``recheck`` re-measures
     that many of the subnets in fresh sessions and reports the repeatability of the measurement itself.
     ``rounds > 1`` measures in interleaved rounds (the collector's ``run_profile``): steadier on a shared machine.
+
+    Parameters
+    ----------
+    pred : LatencyPredictor
+    space : SearchSpace or str
+    samples : int
+        Random subnets (>= 2).
+    backend, dtype : str
+    seed : int
+    threads : int
+    resolution : int, optional
+    repeats : int, optional
+    progress : bool
+    measured : numpy.ndarray, optional
+    db : str or Path, optional
+    recheck : int
+    rounds : int
+
+    Returns
+    -------
+    dict
+        Accuracy with and without the composition term, Kendall tau, per-subnet values (and repeatability).
+
+    Raises
+    ------
+    ValueError
+        ``samples`` < 2, ``recheck`` out of range, or ``measured`` of the wrong length.
     """
     if samples < 2:
         raise ValueError(f"samples={samples} must be >= 2 (Kendall tau needs two subnets)")
     if recheck < 0 or recheck > samples:
         raise ValueError(f"recheck={recheck} must be between 0 and samples={samples}")
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+    sp = as_search_space(space)
     subs = sample_subnets(sp, samples, seed=seed, resolution=resolution)
     predicted = pred.predict_subnets(sp, subs)
     sums = pred.table(sp).sum_subnets(subs)

@@ -22,11 +22,11 @@ from ._evolution import (
     random_space,
 )
 from ._subnet_search import Candidate, SubnetSearch, pareto_front, plot_pareto
-from ._tables import DEVICE_PREDICTORS, QTTables, StageTable, cache_dir_default
+from ._tables import BlockLatencyModel, QTTables, StageTable, cache_dir_default
 
 __all__ = [
     "Candidate", "EvolutionResult", "SpaceEvolution", "SubnetSearch", "homogeneous_spaces", "mutate_block",
     "mutate_window", "pareto_front", "plot_pareto", "random_search", "random_space",
-    "DEFAULT_BATCH", "DEFAULT_SAMPLES", "DEVICE_PREDICTORS", "ConstraintScore", "QTScore", "QTTables", "Samples",
+    "BlockLatencyModel", "DEFAULT_BATCH", "DEFAULT_SAMPLES", "ConstraintScore", "QTScore", "QTTables", "Samples",
     "StageTable", "cache_dir_default", "draw_samples", "qt_score", "qt_score_error", "score_samples", "space_seed",
 ]

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from spaceevo.plotting import pyplot, save_figure
 from spaceevo.space import SearchSpace
 
 from ._qt import DEFAULT_BATCH, DEFAULT_SAMPLES, qt_score, space_seed
@@ -63,8 +64,6 @@ class EvolutionResult:
 
     def plot(self, path: str | Path) -> Path:
         """PNG of the best score against evaluations."""
-        from spaceevo._figures import pyplot, save_figure
-
         plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -79,7 +78,16 @@ class EvolutionResult:
 
 
 def homogeneous_spaces(tables: QTTables) -> list[SearchSpace]:
-    """Spaces with the same block type and window index in every stage (window clipped per stage)."""
+    """Spaces with the same block type and window index in every stage (window clipped per stage).
+
+    Parameters
+    ----------
+    tables : QTTables
+
+    Returns
+    -------
+    list of SearchSpace
+    """
     h = tables.hyperspace
     n_win = max(s.n_windows for s in h.stages)
     out = []
@@ -90,7 +98,17 @@ def homogeneous_spaces(tables: QTTables) -> list[SearchSpace]:
 
 
 def random_space(tables: QTTables, rng: np.random.Generator) -> SearchSpace:
-    """A uniformly random space of the tables' hyperspace."""
+    """A uniformly random space of the tables' hyperspace.
+
+    Parameters
+    ----------
+    tables : QTTables
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    SearchSpace
+    """
     h = tables.hyperspace
     blocks = tuple(int(rng.integers(len(h.block_choices))) for _ in h.stages)
     windows = tuple(int(rng.integers(s.n_windows)) for s in h.stages)
@@ -98,7 +116,17 @@ def random_space(tables: QTTables, rng: np.random.Generator) -> SearchSpace:
 
 
 def mutate_block(space: SearchSpace, rng: np.random.Generator) -> SearchSpace:
-    """Change the block type of one random stage to another type."""
+    """Change the block type of one random stage to another type.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    SearchSpace
+    """
     n_types = len(space.hyperspace.block_choices)
     s = int(rng.integers(len(space.block_types)))
     new = (space.block_types[s] + 1 + int(rng.integers(n_types - 1))) % n_types
@@ -108,7 +136,17 @@ def mutate_block(space: SearchSpace, rng: np.random.Generator) -> SearchSpace:
 
 
 def mutate_window(space: SearchSpace, rng: np.random.Generator) -> SearchSpace:
-    """Change the width window of one random stage that has more than one window."""
+    """Change the width window of one random stage that has more than one window.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    SearchSpace
+    """
     stages = space.hyperspace.stages
     cands = [i for i, st in enumerate(stages) if st.n_windows > 1]
     s = cands[int(rng.integers(len(cands)))]
@@ -119,7 +157,30 @@ def mutate_window(space: SearchSpace, rng: np.random.Generator) -> SearchSpace:
 
 
 class SpaceEvolution:
-    """Aging evolution over the search spaces of ``tables.hyperspace`` by Q-T score."""
+    """Aging evolution over the search spaces of ``tables.hyperspace`` by Q-T score.
+
+    Parameters
+    ----------
+    tables : QTTables
+    constraints : sequence of float
+        Latency constraints (ms) of the Q-T score.
+    population_size, tournament_size : int
+        Aging evolution's population and tournament (``tournament_size <= population_size``).
+    evaluations : int
+        Budget of scored spaces.
+    n_samples, batch_size : int
+        Of each Q-T score.
+    seed : int
+    checkpoint : str or Path, optional
+        A JSON checkpoint written every ``checkpoint_every`` evaluations; a rerun resumes from it.
+    checkpoint_every : int
+    progress : bool
+
+    Raises
+    ------
+    ValueError
+        A setting out of range, or no constraint.
+    """
 
     def __init__(self, tables: QTTables, constraints: Sequence[float], population_size: int = 500,
                  tournament_size: int = 125, evaluations: int = 5000, n_samples: int = DEFAULT_SAMPLES,
@@ -244,7 +305,23 @@ class SpaceEvolution:
 
 def random_search(tables: QTTables, constraints: Sequence[float], evaluations: int, n_samples: int = DEFAULT_SAMPLES,
                   seed: int = 0, batch_size: int = DEFAULT_BATCH) -> list[tuple[str, float]]:
-    """Baseline: score ``evaluations`` uniformly random spaces; returns (space, score) in order."""
+    """Baseline: score ``evaluations`` uniformly random spaces; returns (space, score) in order.
+
+    Parameters
+    ----------
+    tables : QTTables
+    constraints : sequence of float
+        Latency constraints (ms).
+    evaluations : int
+    n_samples : int
+        Samples per Q-T score.
+    seed : int
+    batch_size : int
+
+    Returns
+    -------
+    list of (str, float)
+    """
     rng = np.random.default_rng(seed + 1_000_003)
     out = []
     for _ in range(evaluations):

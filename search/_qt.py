@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spaceevo.space import SearchSpace
+from spaceevo.space import SearchSpace, as_search_space
 
 from ._tables import QTTables, StageTable
 
@@ -82,7 +82,17 @@ class QTScore:
 
 
 def space_seed(space: SearchSpace | str, seed: int) -> int:
-    """A per-space seed derived from ``seed`` (stable across runs and processes)."""
+    """A per-space seed derived from ``seed`` (stable across runs and processes).
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+    seed : int
+
+    Returns
+    -------
+    int
+    """
     return zlib.crc32(f"{seed}:{space}".encode()) & 0x7FFFFFFF
 
 
@@ -92,6 +102,20 @@ def draw_samples(tables: Sequence[StageTable], fixed_ms: np.ndarray, n: int, see
 
     Row ``floor(u * count / 2**32)`` from one raw 32-bit draw ``u`` per (stage, sample): exact integer
     arithmetic in float64, uniform up to count/2**32 (< 3e-7 for 1,000-row tables).
+
+    Parameters
+    ----------
+    tables : sequence of StageTable
+        One table per searchable stage.
+    fixed_ms : numpy.ndarray
+        Fixed-stage latency per look-up-table resolution.
+    n : int
+    seed : int
+    batch_size : int
+
+    Returns
+    -------
+    Samples
     """
     if n < 1:
         raise ValueError(f"samples={n} must be >= 1")
@@ -135,7 +159,20 @@ def draw_samples(tables: Sequence[StageTable], fixed_ms: np.ndarray, n: int, see
 
 def score_samples(loss: np.ndarray, latency_ms: np.ndarray, constraints: Sequence[float], top_k: int = TOP_K,
                   t: float = PENALTY_T, a: float = PENALTY_A) -> list[ConstraintScore]:
-    """Score terms per constraint from per-sample loss and latency."""
+    """Score terms per constraint from per-sample loss and latency.
+
+    Parameters
+    ----------
+    loss : numpy.ndarray
+    latency_ms : numpy.ndarray
+    constraints : sequence of float
+    top_k : int
+    t, a : float
+
+    Returns
+    -------
+    list of ConstraintScore
+    """
     n = len(loss)
     out = []
     for T in constraints:
@@ -161,8 +198,32 @@ def qt_score(space: SearchSpace | str, tables: QTTables, constraints: Sequence[f
 
     A constraint below the space's fastest subnet is flagged (``below_min_latency``) and, with ``warn``,
     logged; its score is what the formula defines (L_top = 1e5).
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+    tables : QTTables
+    constraints : sequence of float
+        Latency constraints (ms).
+    n_samples : int
+    seed : int
+    batch_size : int
+    top_k : int
+        Samples of the top-loss term.
+    t, a : float
+        The formula's temperature and penalty constants (SPACEEVO.md section 6).
+    warn : bool
+
+    Returns
+    -------
+    QTScore
+
+    Raises
+    ------
+    ValueError
+        No constraint, or a constraint that is not positive.
     """
-    sp = SearchSpace.parse(space) if isinstance(space, str) else space
+    sp = as_search_space(space)
     if not constraints:
         raise ValueError("constraints must hold at least one latency constraint in ms (--constraint 10)")
     for c in constraints:
@@ -184,7 +245,22 @@ def qt_score(space: SearchSpace | str, tables: QTTables, constraints: Sequence[f
 def qt_score_error(space: SearchSpace | str, tables: QTTables, constraints: Sequence[float],
                    n_samples: int = DEFAULT_SAMPLES, seeds: Sequence[int] = range(5),
                    batch_size: int = DEFAULT_BATCH) -> dict:
-    """Sampling error of the score over ``seeds``: mean, standard deviation, relative std and the scores."""
+    """Sampling error of the score over ``seeds``: mean, standard deviation, relative std and the scores.
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+    tables : QTTables
+    constraints : sequence of float
+    n_samples : int
+    seeds : sequence of int
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std``, ``rel_std``, ``scores``.
+    """
     scores = np.array([qt_score(space, tables, constraints, n_samples, s, batch_size, warn=False).score
                        for s in seeds])
     std = float(scores.std(ddof=1)) if len(scores) > 1 else 0.0

@@ -19,8 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from spaceevo.datasets.block_lut import parse_stage_config
-from spaceevo.space import SearchSpace, Subnet
+from spaceevo.datasets import parse_stage_config
+from spaceevo.plotting import pyplot, save_figure
+from spaceevo.space import SearchSpace, Subnet, as_search_space
 
 from ._tables import BlockLatencyModel, QTTables, StageTable
 
@@ -40,7 +41,25 @@ class Candidate:
 
 
 class SubnetSearch:
-    """Evolutionary search for the lowest-loss subnet of ``space`` under latency constraints."""
+    """Evolutionary search for the lowest-loss subnet of ``space`` under latency constraints.
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+    tables : QTTables
+        Distillation look-up tables: the loss of each stage config.
+    predictor : BlockLatencyModel
+        ``predict_blocks(configs) -> ms`` (a ``LatencyPredictor``).
+    population_size, iterations : int
+    parent_ratio, mutation_ratio, mutate_prob : float
+        In (0, 1].
+    seed : int
+
+    Raises
+    ------
+    ValueError
+        A setting out of range.
+    """
 
     def __init__(self, space: SearchSpace | str, tables: QTTables, predictor: BlockLatencyModel,
                  population_size: int = 512, iterations: int = 30, parent_ratio: float = 0.25,
@@ -52,7 +71,7 @@ class SubnetSearch:
                         ("mutate_prob", mutate_prob)):
             if not 0 < v <= 1:
                 raise ValueError(f"{name}={v!r} must be in (0, 1]")
-        self.space = SearchSpace.parse(space) if isinstance(space, str) else space
+        self.space = as_search_space(space)
         self.tables = tables
         self.predictor = predictor
         self.population_size = population_size
@@ -210,7 +229,16 @@ def _index(t: StageTable) -> dict[tuple[int, int], np.ndarray]:
 
 
 def pareto_front(cands: Sequence[Candidate]) -> list[Candidate]:
-    """Candidates not dominated in (latency, loss), by increasing latency."""
+    """Candidates not dominated in (latency, loss), by increasing latency.
+
+    Parameters
+    ----------
+    cands : sequence of Candidate
+
+    Returns
+    -------
+    list of Candidate
+    """
     front, best = [], np.inf
     for c in sorted(cands, key=lambda c: (c.latency_ms, c.loss)):
         if c.loss < best:
@@ -221,9 +249,21 @@ def pareto_front(cands: Sequence[Candidate]) -> list[Candidate]:
 
 def plot_pareto(cands: Sequence[Candidate], front: Sequence[Candidate], chosen: dict[float, Candidate | None],
                 path: str | Path, title: str = "") -> Path:
-    """PNG: every evaluated subnet, the Pareto front, the constraints and the chosen subnets."""
-    from spaceevo._figures import pyplot, save_figure
+    """PNG: every evaluated subnet, the Pareto front, the constraints and the chosen subnets.
 
+    Parameters
+    ----------
+    cands : sequence of Candidate
+    front : sequence of Candidate
+    chosen : dict of float to Candidate or None
+        The subnet chosen under each constraint (ms).
+    path : str or Path
+    title : str
+
+    Returns
+    -------
+    Path
+    """
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))

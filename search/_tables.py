@@ -22,13 +22,13 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from spaceevo.datasets.block_lut import LutKey, lut_files, parse_stage_config, read_lut
+from spaceevo.datasets import DEVICE_PREDICTORS, LutKey, block_lut, lut_files, parse_stage_config, read_lut
+from spaceevo.predictors import (cache_enabled, cache_key, file_digest, invalid, load_arrays, load_predictor,
+                                 predictor_path, save_arrays, spaceevo_home, stat_digest)
 from spaceevo.space import BlockConfig, Hyperspace, SearchSpace, conv_out_hw, get_hyperspace
 
 log = logging.getLogger(__name__)
 
-#: built-in predictor of each hyperspace's device (fixed-stage latency when ``latency='table'``)
-DEVICE_PREDICTORS = {"onnxw": "vnni-ort-int8", "mobilew": "pixel4-tflite-int8"}
 
 
 class BlockLatencyModel(Protocol):
@@ -38,9 +38,12 @@ class BlockLatencyModel(Protocol):
 
 
 def cache_dir_default() -> Path:
-    """``$SPACEEVO_HOME/qt-cache`` (default ``~/.cache/spaceevo/qt-cache``)."""
-    from spaceevo.predictors._cache import spaceevo_home
+    """``$SPACEEVO_HOME/qt-cache`` (default ``~/.cache/spaceevo/qt-cache``).
 
+    Returns
+    -------
+    Path
+    """
     return spaceevo_home() / "qt-cache"
 
 
@@ -173,8 +176,6 @@ class QTTables:
             raise ValueError(f"latency={latency!r} is not one of 'table', 'predictor' (or 'auto')")
         if latency == "predictor" and predictor is None:
             raise ValueError("latency='predictor' needs a predictor (--predictor NAME_OR_FILE)")
-        from spaceevo.predictors._cache import cache_enabled, load_arrays, save_arrays
-
         files = lut_files(lut_dir, hyperspace)
         key = _compiled_key(hyper, files, predictor, fixed_predictor, latency) \
             if cache_dir is not None and cache_enabled() else None
@@ -185,8 +186,6 @@ class QTTables:
                 try:
                     return cls._from_compiled(hyper, files, arrays)
                 except (ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
-                    from spaceevo.predictors._cache import invalid
-
                     invalid(cpath, f"{type(exc).__name__}: {exc}")
         out = cls._read(hyper, files, predictor, fixed_predictor, cache_dir, latency)
         if cpath is not None:
@@ -221,8 +220,6 @@ class QTTables:
         if fixed_predictor is None:
             fixed_predictor = predictor if use_pred else None
         if fixed_predictor is None:
-            from spaceevo.predictors import load_predictor
-
             fixed_predictor = load_predictor(DEVICE_PREDICTORS[hyperspace])
         fixed, final_expand = _fixed_latencies(hyper, res_list, fixed_predictor)
         tables = {}
@@ -309,9 +306,6 @@ def _predictor_id(pred: object) -> str | None:
 def _compiled_key(hyper: Hyperspace, files: dict, predictor: object, fixed_predictor: object,
                   latency: str) -> str | None:
     """Digest of everything the compiled tables come from, or ``None`` when an input has no identity."""
-    from spaceevo.predictors._cache import cache_key, file_digest, stat_digest
-    from spaceevo.predictors._registry import predictor_path
-
     use_pred = predictor is not None and latency != "table"
     lat_id = _predictor_id(predictor) if use_pred else "table"
     fixed = fixed_predictor if fixed_predictor is not None else (predictor if use_pred else None)
@@ -324,15 +318,9 @@ def _compiled_key(hyper: Hyperspace, files: dict, predictor: object, fixed_predi
         fixed_id = _predictor_id(fixed)
     if lat_id is None or fixed_id is None:
         return None
-    code = [Path(__file__).resolve(), Path(_block_lut_file()).resolve()]
+    code = [Path(__file__).resolve(), Path(block_lut.__file__).resolve()]
     return cache_key("qt-tables", hyper.name, lat_id, fixed_id, stat_digest(files[k] for k in sorted(
         files, key=lambda k: (k.stage, k.block, k.window))), stat_digest(code))
-
-
-def _block_lut_file() -> str:
-    from spaceevo.datasets import block_lut
-
-    return block_lut.__file__
 
 
 def _name(pred: object) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
+
+from spaceevo.registry import Registry
 
 from ._ops import (
     ACTIVATIONS,
@@ -27,7 +29,17 @@ from ._ops import (
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
-    """Round ``v`` to the nearest multiple of 8, at least 8, never more than 10% below ``v``."""
+    """Round ``v`` to the nearest multiple of 8, at least 8, never more than 10% below ``v``.
+
+    Parameters
+    ----------
+    v : float
+    divisor : int
+
+    Returns
+    -------
+    int
+    """
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     if new_v < 0.9 * v:
         new_v += divisor
@@ -44,30 +56,64 @@ class BlockType:
     doc: str
 
 
-_REGISTRY: dict[str, BlockType] = {}
+_BLOCKS: Registry[BlockType] = Registry("block type", normalize=lambda n, names: n if n in names else f"{n}Block")
 
 
 def register_block(name: str, uses_expand: bool = True) -> Callable:
-    """Register a function ``cfg -> ops`` as the block type ``name``."""
+    """Decorator: register a function ``cfg -> ops`` as the block type ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Block type name, e.g. ``"MobileNetV2ResBlock"``.
+    uses_expand : bool
+        Whether the expand ratio ``e`` changes the block (else it is fixed to 0).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
+    """
 
     def deco(fn: Callable[["BlockConfig"], tuple[Op, ...]]) -> Callable:
-        _REGISTRY[name] = BlockType(name, fn, uses_expand, (fn.__doc__ or "").strip())
+        _BLOCKS.register(name, BlockType(name, fn, uses_expand, (fn.__doc__ or "").strip()))
         return fn
 
     return deco
 
 
-def list_blocks() -> list[str]:
-    """Names of all registered block types."""
-    return sorted(_REGISTRY)
+def list_blocks(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered block types, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns (e.g. ``"MobileNet*"``); only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return _BLOCKS.names(filter)
 
 
 def get_block(name: str) -> BlockType:
-    """Look up a block type by name; ``MobileNetV2Res`` and ``MobileNetV2ResBlock`` both work."""
-    key = name if name in _REGISTRY else f"{name}Block"
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown block type {name!r}; valid block types: {', '.join(list_blocks())}")
-    return _REGISTRY[key]
+    """The block type called ``name``; ``MobileNetV2Res`` and ``MobileNetV2ResBlock`` both work.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    BlockType
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid block types.
+    """
+    return _BLOCKS.get(name)
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,36 @@ class SearchSpace:
                 "log10_n_subnets": round(math.log10(self.size), 2)}
 
 
+def as_search_space(space: SearchSpace | str) -> SearchSpace:
+    """``space`` itself if it is a ``SearchSpace``, else its parsed string form.
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+        A search space or its encoding, e.g. ``'onnxw-151122-023231'``.
+
+    Returns
+    -------
+    SearchSpace
+
+    Raises
+    ------
+    ValueError
+        The string is not a valid search-space encoding.
+    """
+    return space if isinstance(space, SearchSpace) else SearchSpace.parse(space)
+
+
 def subnets_macs(space: SearchSpace, subnets: Sequence[Subnet]) -> list[int]:
-    """MACs of each subnet (head included)."""
+    """MACs of each subnet (head included).
+
+    Parameters
+    ----------
+    space : SearchSpace
+    subnets : sequence of Subnet
+
+    Returns
+    -------
+    list of int
+    """
     return [sum(b.config.macs for b in space.blocks(s)) for s in subnets]

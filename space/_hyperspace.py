@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
+
+from spaceevo.registry import Registry
 
 SEARCHABLE_STAGES: tuple[str, ...] = tuple(f"stage{i}" for i in range(1, 7))
 
@@ -107,25 +109,57 @@ class Hyperspace:
         raise ValueError(f"unknown stage {stage_name!r}")
 
 
-_REGISTRY: dict[str, Callable[[], Hyperspace]] = {}
+_HYPERSPACES: Registry[Callable[[], Hyperspace]] = Registry("hyperspace")
 
 
 def register_hyperspace(fn: Callable[[], Hyperspace]) -> Callable[[], Hyperspace]:
-    """Register a hyperspace factory under the name of the hyperspace it returns."""
-    _REGISTRY[fn().name] = fn
-    return fn
+    """Decorator: register a hyperspace factory under the name of the hyperspace it returns.
+
+    Parameters
+    ----------
+    fn : callable
+        ``() -> Hyperspace``.
+
+    Returns
+    -------
+    callable
+        ``fn`` unchanged.
+    """
+    return _HYPERSPACES.register(fn().name, fn)
 
 
-def list_hyperspaces() -> list[str]:
-    """Names of the registered hyperspaces."""
-    return sorted(_REGISTRY)
+def list_hyperspaces(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered hyperspaces, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns; only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return _HYPERSPACES.names(filter)
 
 
 def get_hyperspace(name: str) -> Hyperspace:
-    """The hyperspace called ``name``; a clear error lists the valid names."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown hyperspace {name!r}; valid hyperspaces: {', '.join(list_hyperspaces())}")
-    return _REGISTRY[name]()
+    """The hyperspace called ``name`` (a fresh instance from its factory).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    Hyperspace
+
+    Raises
+    ------
+    ValueError
+        Unknown name; the message lists the valid hyperspaces.
+    """
+    return _HYPERSPACES.get(name)()
 
 
 def _r(start: int, stop: int, step: int) -> tuple[int, ...]:

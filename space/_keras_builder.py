@@ -7,7 +7,19 @@ from typing import Sequence
 from ._ops import SE, Conv, GlobalAvgPool, Linear, Op, Residual
 
 
-def _import_keras():
+def import_keras():
+    """``tf.keras`` (TensorFlow imported on first use).
+
+    Returns
+    -------
+    module
+        The ``keras`` module of TensorFlow.
+
+    Raises
+    ------
+    ImportError
+        TensorFlow is not installed (the ``tflite`` extra).
+    """
     try:
         import tensorflow as tf
     except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -15,7 +27,25 @@ def _import_keras():
     return tf.keras
 
 
-def _act(keras, x, act: str | None):
+def keras_act(keras, x, act: str | None):
+    """Apply activation ``act`` (one of ``ACTIVATIONS``, or None for none) to the Keras tensor ``x``.
+
+    Parameters
+    ----------
+    keras : module
+        ``tf.keras`` (see ``import_keras``).
+    x : keras tensor
+    act : str or None
+
+    Returns
+    -------
+    keras tensor
+
+    Raises
+    ------
+    ValueError
+        Unknown activation.
+    """
     L = keras.layers
     if act is None:
         return x
@@ -35,7 +65,28 @@ def _act(keras, x, act: str | None):
     raise ValueError(f"unknown activation {act!r}")
 
 
-def _conv(keras, x, op: Conv, seed: int):
+def keras_conv(keras, x, op: Conv, seed: int):
+    """Apply the convolution ``op`` (BatchNorm folded into its bias) and its activation to ``x``.
+
+    Parameters
+    ----------
+    keras : module
+        ``tf.keras``.
+    x : keras tensor
+        NHWC input.
+    op : Conv
+    seed : int
+        Seed of the kernel initialiser.
+
+    Returns
+    -------
+    keras tensor
+
+    Raises
+    ------
+    ValueError
+        A grouped convolution that is neither plain nor depthwise.
+    """
     L = keras.layers
     init = keras.initializers.HeNormal(seed=seed)
     use_bias = op.bn or op.bias  # BatchNorm folded into the bias, as in a deployed model
@@ -45,24 +96,43 @@ def _conv(keras, x, op: Conv, seed: int):
         y = L.DepthwiseConv2D(op.k, op.stride, padding="same", use_bias=use_bias, depthwise_initializer=init)(x)
     else:
         raise ValueError(f"grouped conv with groups={op.groups} is not supported by the Keras builder")
-    return _act(keras, y, op.act)
+    return keras_act(keras, y, op.act)
 
 
-def _ops(keras, x, ops: Sequence[Op], seed: int):
+def keras_ops(keras, x, ops: Sequence[Op], seed: int):
+    """Apply the IR ops ``ops`` to the Keras tensor ``x`` (weights seeded from ``seed``).
+
+    Parameters
+    ----------
+    keras : module
+        ``tf.keras``.
+    x : keras tensor
+    ops : sequence of Op
+    seed : int
+
+    Returns
+    -------
+    keras tensor
+
+    Raises
+    ------
+    TypeError
+        An op the builder does not know.
+    """
     L = keras.layers
     for i, op in enumerate(ops):
         s = seed * 1000 + i
         if isinstance(op, Conv):
-            x = _conv(keras, x, op, s)
+            x = keras_conv(keras, x, op, s)
         elif isinstance(op, SE):
             g = L.GlobalAveragePooling2D(keepdims=True)(x)
-            g = _conv(keras, g, Conv(op.channels, op.mid, 1, act="relu", bn=False, bias=True), s)
-            g = _conv(keras, g, Conv(op.mid, op.channels, 1, act="hsigmoid", bn=False, bias=True), s + 1)
+            g = keras_conv(keras, g, Conv(op.channels, op.mid, 1, act="relu", bn=False, bias=True), s)
+            g = keras_conv(keras, g, Conv(op.mid, op.channels, 1, act="hsigmoid", bn=False, bias=True), s + 1)
             x = L.Multiply()([x, g])
         elif isinstance(op, Residual):
-            body = _ops(keras, x, op.body, s + 7)
-            short = _ops(keras, x, op.shortcut, s + 13)
-            x = _act(keras, L.Add()([body, short]), op.act)
+            body = keras_ops(keras, x, op.body, s + 7)
+            short = keras_ops(keras, x, op.shortcut, s + 13)
+            x = keras_act(keras, L.Add()([body, short]), op.act)
         elif isinstance(op, GlobalAvgPool):
             x = L.GlobalAveragePooling2D(keepdims=True)(x)
         elif isinstance(op, Linear):
@@ -76,8 +146,8 @@ def _ops(keras, x, ops: Sequence[Op], seed: int):
 def ops_to_keras(ops: Sequence[Op], cin: int, hw: int, seed: int = 0, name: str = "spaceevo",
                  flat_input: bool = False):
     """A ``keras.Model`` (NHWC input, batch 1) computing ``ops``."""
-    keras = _import_keras()
+    keras = import_keras()
     shape = (cin,) if flat_input else (hw, hw, cin)
     inp = keras.Input(shape=shape, batch_size=1, name="input")
-    out = _ops(keras, inp, ops, seed)
+    out = keras_ops(keras, inp, ops, seed)
     return keras.Model(inp, out, name=name)

@@ -11,7 +11,15 @@ from ._ops import SE, Conv, GlobalAvgPool, Linear, Op, Residual, Shape, output_s
 OPSET = 21
 
 
-class _GraphBuilder:
+class GraphBuilder:
+    """Collects ONNX nodes and seeded initialisers while IR ops are emitted (``conv``, ``ops``, ``act``, ...).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the random weights.
+    """
+
     def __init__(self, seed: int) -> None:
         from onnx import helper, numpy_helper
 
@@ -95,7 +103,7 @@ def ops_to_onnx(ops: Sequence[Op], cin: int, hw: int, seed: int = 0, name: str =
     """An ``onnx.ModelProto`` for ``ops`` on a (1, cin, hw, hw) input (or (1, cin) if flat)."""
     from onnx import TensorProto, checker, helper
 
-    b = _GraphBuilder(seed)
+    b = GraphBuilder(seed)
     in_shape = [1, cin] if flat_input else [1, cin, hw, hw]
     x = "input"
     y = b.ops(x, ops)

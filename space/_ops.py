@@ -60,7 +60,20 @@ Op = Union[Conv, SE, Residual, GlobalAvgPool, Linear]
 
 
 def conv_out_hw(hw: int, k: int, stride: int) -> int:
-    """Output side of a conv with padding (k-1)//2, as PyTorch and TF 'same' both give for odd k."""
+    """Output side of a conv with padding (k-1)//2, as PyTorch and TF 'same' both give for odd k.
+
+    Parameters
+    ----------
+    hw : int
+        Input side.
+    k : int
+        Kernel size.
+    stride : int
+
+    Returns
+    -------
+    int
+    """
     pad = (k - 1) // 2
     return (hw + 2 * pad - k) // stride + 1
 
@@ -75,7 +88,18 @@ class Shape:
 
 
 def walk(ops: tuple[Op, ...], shape: Shape) -> Iterator[tuple[Op, Shape, Shape]]:
-    """Yield (op, input shape, output shape) for every leaf op, descending into residuals."""
+    """Yield (op, input shape, output shape) for every leaf op, descending into residuals.
+
+    Parameters
+    ----------
+    ops : tuple of Op
+    shape : Shape
+        The input shape.
+
+    Returns
+    -------
+    iterator of (Op, Shape, Shape)
+    """
     for op in ops:
         if isinstance(op, Residual):
             out = shape
@@ -127,7 +151,16 @@ def count_macs(ops: tuple[Op, ...], shape: Shape) -> int:
 
 
 def leaves(ops: Sequence[Op]) -> Iterator[Op]:
-    """The layers of ``ops`` in order, residual bodies before their shortcuts, without the Residual wrappers."""
+    """The layers of ``ops`` in order, residual bodies before their shortcuts, without the Residual wrappers.
+
+    Parameters
+    ----------
+    ops : sequence of Op
+
+    Returns
+    -------
+    iterator of Op
+    """
     for op in ops:
         if isinstance(op, Residual):
             yield from leaves(op.body)

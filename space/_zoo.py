@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ._onnx_builder import OPSET
-from ._zoo_families import FAMILIES
+from ._zoo_families import FAMILIES, Family
 
 RESOLUTIONS: tuple[int, ...] = (160, 192, 224)
 MANIFEST = "manifest.json"
@@ -24,16 +24,39 @@ MANIFEST = "manifest.json"
 SEED_STRIDE = 100_000
 
 
-def list_zoo_families() -> list[str]:
-    """Names of the zoo's architecture families."""
-    return sorted(FAMILIES)
+def list_zoo_families(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the zoo's architecture families, sorted.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns (e.g. ``"mobilenet*"``); only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
+    return FAMILIES.names(filter)
 
 
-def get_zoo_family(name: str):
-    """The builder of family ``name``; the error lists the valid names."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown zoo family {name!r}; valid families: {', '.join(list_zoo_families())} (or 'all')")
-    return FAMILIES[name]
+def get_zoo_family(name: str) -> Family:
+    """The builder of family ``name``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    callable
+        ``(rng, resolution, tiny) -> (graph, output, config)``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a family; the message lists the valid names.
+    """
+    return FAMILIES.get(name)
 
 
 def _family_index(family: str) -> int:
@@ -41,7 +64,20 @@ def _family_index(family: str) -> int:
 
 
 def zoo_seeds(family: str, base_seed: int, n: int) -> list[int]:
-    """The model seeds of ``n`` models of ``family`` under ``base_seed`` (disjoint across base seeds)."""
+    """The model seeds of ``n`` models of ``family`` under ``base_seed`` (disjoint across base seeds).
+
+    Parameters
+    ----------
+    family : str
+    base_seed : int
+        The zoo's seed (a training zoo and a validation zoo differ in it).
+    n : int
+        Number of models.
+
+    Returns
+    -------
+    list of int
+    """
     if not isinstance(base_seed, int) or base_seed < 0:
         raise ValueError(f"seed={base_seed!r} must be an integer >= 0")
     if not isinstance(n, int) or n < 1 or n > 99:
@@ -50,7 +86,29 @@ def zoo_seeds(family: str, base_seed: int, n: int) -> list[int]:
 
 
 def build_zoo_model(family: str, seed: int, resolution: int | None = None, tiny: bool = False) -> tuple:
-    """One zoo model: ``(onnx.ModelProto, entry)`` where entry holds family, seed, resolution, MACs and config."""
+    """One zoo model: ``(onnx.ModelProto, entry)`` where entry holds family, seed, resolution, MACs and config.
+
+    Parameters
+    ----------
+    family : str
+        A zoo family (``list_zoo_families``).
+    seed : int
+        The model's seed (``zoo_seeds``): it draws the architecture and the weights.
+    resolution : int, optional
+        Input side; default: drawn from ``RESOLUTIONS``.
+    tiny : bool
+        A small variant (tests).
+
+    Returns
+    -------
+    tuple
+        ``(onnx.ModelProto, entry dict)``.
+
+    Raises
+    ------
+    ValueError
+        An unknown family, or a resolution below 32.
+    """
     from onnx import TensorProto, checker, helper
 
     fn = get_zoo_family(family)
@@ -114,7 +172,17 @@ def generate_zoo(out_dir: str | Path, families: Sequence[str] | str = "all", per
 
 
 def read_zoo(folder: str | Path) -> dict:
-    """A zoo folder's manifest, or one made up from its ``*.onnx`` files when it has none (family unknown)."""
+    """A zoo folder's manifest, or one made up from its ``*.onnx`` files when it has none (family unknown).
+
+    Parameters
+    ----------
+    folder : str or Path
+
+    Returns
+    -------
+    dict
+        The manifest: ``{"models": [{name, path, family, seed, ...}], ...}``.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"models folder {str(folder)!r} does not exist")

@@ -14,7 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-from ._onnx_builder import _GraphBuilder
+from spaceevo.registry import Registry
+
+from ._onnx_builder import GraphBuilder
 from ._ops import Conv
 
 
@@ -31,8 +33,14 @@ def _out_hw(hw: int, k: int, s: int, p: int) -> int:
     return (hw + 2 * p - k) // s + 1
 
 
-class ZooGraph(_GraphBuilder):
-    """A graph builder with shape tracking and a running MAC count (conv + fully connected layers)."""
+class ZooGraph(GraphBuilder):
+    """A graph builder with shape tracking and a running MAC count (conv + fully connected layers).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the graph's random weights.
+    """
 
     def __init__(self, seed: int) -> None:
         super().__init__(seed)
@@ -108,15 +116,26 @@ def _md(v: float, d: int = 8) -> int:
 
 
 Family = Callable[[np.random.Generator, int, bool], tuple[ZooGraph, T, dict]]
-FAMILIES: dict[str, Family] = {}
+FAMILIES: Registry[Family] = Registry("zoo family", plural="zoo families",
+                                     error="unknown zoo family {name!r}; valid families: {choices} (or 'all')")
 
 
 def register_zoo_family(name: str) -> Callable[[Family], Family]:
-    """Register a zoo family builder ``(rng, resolution, tiny) -> (graph, output, config)`` as ``name``."""
+    """Decorator: register a zoo family builder ``(rng, resolution, tiny) -> (graph, output, config)`` as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The family's name (``list_zoo_families``).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the builder unchanged.
+    """
 
     def deco(fn: Family) -> Family:
-        FAMILIES[name] = fn
-        return fn
+        return FAMILIES.register(name, fn)
 
     return deco
 

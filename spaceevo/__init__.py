@@ -1,8 +1,8 @@
 """spaceevo: INT8 inference latency profiling, per-device latency predictors and SpaceEvo search-space design.
 
 ``spaceevo.load_predictor(name).predict(x)`` answers for an ONNX file or model, a PyTorch module or a subnet;
-``spaceevo.list_predictors()`` lists the registered predictors. Both load on first use (``import spaceevo``
-stays light).
+``spaceevo.list_predictors()`` lists the registered predictors' names (``describe_predictors()`` their
+details). They load on first use (``import spaceevo`` stays light).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"Predictor": "._facade", "load_predictor": "._facade", "list_predictors": "._facade",
-         "torch_to_onnx": "._facade"}
+_LAZY = dict.fromkeys(("Predictor", "describe_predictors", "list_predictors", "load_predictor", "torch_to_onnx"),
+                      "._facade")
 __all__ = sorted({*_LAZY, "__version__"})
 
 

@@ -127,8 +127,31 @@ def load_predictor(name_or_path: str | Path) -> Predictor:
     return Predictor(_load(name_or_path), str(name_or_path))
 
 
-def list_predictors() -> list[dict]:
-    """The registered predictors: name, origin, device, dtype, estimator and kind (block or kernel)."""
+def list_predictors(filter: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the registered predictors (built-in and user ones), sorted, as ``timm.list_models``.
+
+    Parameters
+    ----------
+    filter : str or sequence of str, optional
+        Shell-style patterns (e.g. ``"*-int8"``); only matching names are listed.
+
+    Returns
+    -------
+    list of str
+    """
     from spaceevo.predictors import list_predictors as _list
 
-    return _list()
+    return _list(filter)
+
+
+def describe_predictors() -> list[dict]:
+    """One row per registered predictor file: name, origin, path, device, dtype, estimator, unit_kind, created_at.
+
+    Returns
+    -------
+    list of dict
+        ``unit_kind`` is ``block`` (subnets of a search space) or ``kernel`` (any ONNX model).
+    """
+    from spaceevo.predictors import describe_predictors as _describe
+
+    return _describe()

@@ -15,20 +15,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spaceevo.latency import ROUND_REPEATS, ROUNDS
+from spaceevo.datasets import LatencyStore
+from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, ROUNDS, SubnetUnit, create_backend, default_device,
+                              run_profile, subnet_units)
+from spaceevo.predictors import (install_predictor, latency_metrics, load_predictor, spaceevo_home, train_predictor,
+                                 with_target)
 from spaceevo.space import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets  # noqa: F401  (re-exported)
+from spaceevo.space import SearchSpace, get_hyperspace, list_hyperspaces
 
 
 def default_workdir() -> Path:
     """``$SPACEEVO_HOME/quickstart`` (default ``~/.cache/spaceevo/quickstart``)."""
-    from spaceevo.predictors import spaceevo_home
-
     return spaceevo_home() / "quickstart"
 
 
 def _hyperspaces() -> list[dict]:
-    from spaceevo.space import get_hyperspace, list_hyperspaces
-
     out = []
     for name in list_hyperspaces():
         h = get_hyperspace(name)
@@ -48,11 +49,6 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
     Blocks of ``train_subnets + test_subnets`` random subnets and the whole ``train_subnets`` are timed;
     the whole ``test_subnets`` are timed only to score the predictor (they never enter training).
     """
-    from spaceevo.datasets import LatencyStore
-    from spaceevo.latency import ROUND_WARMUP, SubnetUnit, default_device, get_backend, run_profile, subnet_units
-    from spaceevo.predictors import install_predictor, latency_metrics, load_predictor, train_predictor, with_target
-    from spaceevo.space import SearchSpace
-
     if train_subnets < 2 or test_subnets < 2:
         raise ValueError(f"train_subnets={train_subnets}, test_subnets={test_subnets}: each must be >= 2")
     if repeats < 5:
@@ -83,7 +79,7 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
     pub = published_subnets(published, hyperspace="onnxw")
     units = subnet_units([(sp, s) for s in train], [(sp, s) for s in test] + [(i["space"], i["subnet"]) for i in pub])
     n_blocks = sum(u.kind == "block" for u in units)
-    backend = get_backend("ort", threads=1, repeats=repeats, warmup=ROUND_WARMUP, seed=seed, reference=True)
+    backend = create_backend("ort", threads=1, repeats=repeats, warmup=ROUND_WARMUP, seed=seed, reference=True)
     device = default_device(backend)
     db = work / "latency.db"
     log(f"1/3 profiling {n_blocks} blocks (of {len(train) + len(test)} random subnets of {sp} at r{resolution} "

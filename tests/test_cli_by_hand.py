@@ -31,7 +31,7 @@ QUICK = ["--rounds", "2", "--repeats", "5", "--warmup", "2", "--min-sample-ms", 
 def fake_backend():
     register_backend("fake", "fake_backend:FakeBackend")
     yield "fake"
-    _BACKENDS.pop("fake", None)
+    _BACKENDS.unregister("fake")
 
 
 def _json(res):

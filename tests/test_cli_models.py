@@ -18,8 +18,8 @@ def fakek(monkeypatch, tmp_path):
     register_backend("fakek", "kernel_fake_backend:KernelFakeBackend")
     register_fusion_rules("fakek", "int8", default_rules("ort", "int8"))
     yield "fakek"
-    _BACKENDS.pop("fakek", None)
-    DEFAULT_RULES.pop("fakek-int8", None)
+    _BACKENDS.unregister("fakek")
+    DEFAULT_RULES.unregister("fakek-int8")
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:

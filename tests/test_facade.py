@@ -45,7 +45,8 @@ def test_predict_onnx_path_and_modelproto(kernel_pred, tmp_path, monkeypatch):
     install_predictor(pred, "fake-kernels")
     p = spaceevo.load_predictor("fake-kernels")
     assert p.kind == "kernel" and p.device == "fake"
-    assert "fake-kernels" in {r["name"] for r in spaceevo.list_predictors()}
+    assert "fake-kernels" in spaceevo.list_predictors() and spaceevo.list_predictors("fake-*") == ["fake-kernels"]
+    assert {r["name"]: r["unit_kind"] for r in spaceevo.describe_predictors()}["fake-kernels"] == "kernel"
     path = next((root / "z").glob("resnet*.onnx"))
     ms = p.predict(str(path))
     assert isinstance(ms, float) and ms > 0

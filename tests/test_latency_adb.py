@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spaceevo.latency import get_backend, make_kernel
+from spaceevo.latency import create_backend, make_kernel
 from spaceevo.latency._adb import AdbError, parse_benchmark_output, parse_getprop, stats_from_benchmark
 
 # The real output format of TFLite's benchmark_model (as in tensorflow/tensorflow issue #42507).
@@ -86,13 +86,13 @@ def test_getprop_parser():
 
 
 def test_benchmark_command_pins_threads_runs_and_xnnpack():
-    be = get_backend("adb", threads=1, repeats=50, warmup=10, cores=[4], serial="ABC123", benchmark_model="/x/bm")
+    be = create_backend("adb", threads=1, repeats=50, warmup=10, cores=[4], serial="ABC123", benchmark_model="/x/bm")
     cmd = be.benchmark_command("/data/local/tmp/spaceevo/m.tflite")
     assert cmd[:4] == ["adb", "-s", "ABC123", "shell"]
     assert cmd[4] == ("taskset 10 /data/local/tmp/spaceevo/benchmark_model --graph=/data/local/tmp/spaceevo/m.tflite "
                       "--num_threads=1 --warmup_runs=10 --warmup_min_secs=0 --num_runs=50 --min_secs=0 "
                       "--use_xnnpack=true")
-    no_pin = get_backend("adb", xnnpack=False, threads=4).benchmark_command("/m.tflite", taskset=True)
+    no_pin = create_backend("adb", xnnpack=False, threads=4).benchmark_command("/m.tflite", taskset=True)
     assert no_pin[:2] == ["adb", "shell"] and "taskset" not in no_pin[2]
     assert "--use_xnnpack=false" in no_pin[2] and "--num_threads=4" in no_pin[2]
     assert be.push_command("/tmp/a.tflite", "/data/local/tmp/a.tflite") == [
@@ -100,7 +100,7 @@ def test_benchmark_command_pins_threads_runs_and_xnnpack():
 
 
 def test_missing_adb_gives_a_clear_error(tmp_path):
-    be = get_backend("adb", adb=str(tmp_path / "no-adb"), benchmark_model=str(tmp_path / "bm"))
+    be = create_backend("adb", adb=str(tmp_path / "no-adb"), benchmark_model=str(tmp_path / "bm"))
     assert not be.available()
     with pytest.raises(AdbError, match="was not found; install Android platform-tools"):
         be.require()
@@ -139,14 +139,14 @@ elif args[0] == "shell" and "benchmark_model --graph" in args[1]:
 
 def test_no_device_attached_is_a_clear_error(tmp_path):
     adb = _fake_adb(tmp_path, devices="")
-    be = get_backend("adb", adb=str(adb), benchmark_model=str(adb))
+    be = create_backend("adb", adb=str(adb), benchmark_model=str(adb))
     with pytest.raises(AdbError, match="no Android device is attached"):
         be.require()
 
 
 def test_missing_benchmark_model_binary_is_a_clear_error(tmp_path):
     adb = _fake_adb(tmp_path, devices="PIXEL4\tdevice\n")
-    be = get_backend("adb", adb=str(adb), benchmark_model=None)
+    be = create_backend("adb", adb=str(adb), benchmark_model=None)
     with pytest.raises(AdbError, match="benchmark_model=None is not a file"):
         be.require()
 
@@ -155,7 +155,7 @@ def test_measure_through_a_stand_in_phone(tmp_path, monkeypatch):
     adb = _fake_adb(tmp_path, devices="PIXEL4\tdevice\n")
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF stand-in")
-    be = get_backend("adb", adb=str(adb), benchmark_model=str(binary), serial="PIXEL4", cores=[7], max_attempts=1)
+    be = create_backend("adb", adb=str(adb), benchmark_model=str(binary), serial="PIXEL4", cores=[7], max_attempts=1)
     monkeypatch.setattr(type(be), "prepare", lambda self, unit, dtype: b"TFL3 stand-in model")
     if not be.available():  # available() also checks TensorFlow
         pytest.skip("the adb backend converts with TensorFlow, which is not installed (spaceevo[tflite])")

@@ -9,10 +9,10 @@ from onnx import TensorProto, helper
 
 from spaceevo.latency import (ModelInputError, default_rules, detect_kernels, executed_graph, kernel_type_counts,
                               model_macs)
-from spaceevo.space import ONNX_OPSET, ZooGraph, ZooTensor, build_zoo_model, list_zoo_families
+from spaceevo.space import OPSET, ZooGraph, ZooTensor, build_zoo_model, list_zoo_families
 
 
-def _model(g: ZooGraph, out: ZooTensor, c: int = 16, hw: int = 16, opset: int = ONNX_OPSET):
+def _model(g: ZooGraph, out: ZooTensor, c: int = 16, hw: int = 16, opset: int = OPSET):
     graph = helper.make_graph(g.nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c, hw, hw])],
                               [helper.make_tensor_value_info(out.name, TensorProto.FLOAT, None)], initializer=g.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from fake_backend import FakeBackend
+from store_helpers import wait_for_rows
 
-from spaceevo.datasets.store import STAT_FIELDS, LatencyStore, wait_for_rows
+from spaceevo.datasets.store import STAT_FIELDS, LatencyStore
 from spaceevo.latency import BlockUnit, register_backend, run_profile
 from spaceevo.latency._backend import _BACKENDS
 from spaceevo.latency._pool import DeviceSpec, load_pool, local_pool, parse_pool, pool_resources
@@ -50,8 +51,8 @@ def cluster():
             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
     yield ray
     ray.shutdown()
-    _BACKENDS.pop("fake", None)
-    _BACKENDS.pop("farmfake", None)
+    _BACKENDS.unregister("fake")
+    _BACKENDS.unregister("farmfake")
 
 
 def _farm(units, pool, db, **kw):

@@ -14,7 +14,7 @@ from spaceevo.latency import (
     TimingStats,
     cpu_isa_features,
     fingerprint_id,
-    get_backend,
+    create_backend,
     list_backends,
     make_kernel,
     parse_cpuinfo,
@@ -68,7 +68,7 @@ def test_bad_quantisation_options_name_the_field():
     with pytest.raises(ValueError, match=r"quant_format='qlinear' is not in \['qdq', 'qoperator'\]"):
         quantize_onnx_int8(conv_model(), quant_format="qlinear")
     with pytest.raises(ValueError, match="activation_type='int4'"):
-        get_backend("ort", activation_type="int4")
+        create_backend("ort", activation_type="int4")
 
 
 def test_calibration_reader_rewinds_and_is_seeded():
@@ -82,7 +82,7 @@ def test_calibration_reader_rewinds_and_is_seeded():
 
 @pytest.mark.parametrize("dtype", ["int8", "fp32"])
 def test_real_measurement_of_tiny_units(dtype):
-    be = get_backend("ort", **FAST)
+    be = create_backend("ort", **FAST)
     for unit in (make_kernel("relu", hw=8, cin=8), BlockUnit(BlockConfig("MobileNetV2ResBlock", 8, 16, 16, 3, 4.0, 1,
                                                                            "relu6"))):
         s = be.measure(unit, dtype)
@@ -94,19 +94,19 @@ def test_real_measurement_of_tiny_units(dtype):
 
 
 def test_short_units_are_timed_in_loops_of_min_sample_ms():
-    be = get_backend("ort", repeats=3, warmup=3, min_sample_ms=1.0, max_attempts=1)
+    be = create_backend("ort", repeats=3, warmup=3, min_sample_ms=1.0, max_attempts=1)
     s = be.measure(make_kernel("relu", hw=4, cin=8), "int8")
     assert s.loops > 1 and s.n == 3
 
 
 def test_high_cv_triggers_remeasurement():
-    be = get_backend("ort", repeats=3, warmup=1, min_sample_ms=0.0, max_cv=1e-9, max_attempts=3)
+    be = create_backend("ort", repeats=3, warmup=1, min_sample_ms=0.0, max_cv=1e-9, max_attempts=3)
     s = be.measure(make_kernel("relu", hw=4, cin=8), "fp32")
     assert s.attempts == 3
 
 
 def test_measure_model_times_a_ready_model():
-    be = get_backend("ort", **FAST)
+    be = create_backend("ort", **FAST)
     assert be.measure_model(quantize_onnx_int8(conv_model()))["median_ms"] > 0
     assert be.measure_model(conv_model(), dtype="int8").n == 5
 
@@ -115,16 +115,16 @@ def test_timing_pins_then_restores_affinity():
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("this OS has no sched_getaffinity")
     before = os.sched_getaffinity(0)
-    be = get_backend("ort", **FAST)
+    be = create_backend("ort", **FAST)
     assert len(be.pin_cores()) == 1 and be.pin_cores()[0] in before
     be.measure(make_kernel("relu", hw=4, cin=8), "fp32")
     assert os.sched_getaffinity(0) == before
     with pytest.raises(ValueError, match="not allowed for this process"):
-        get_backend("ort", cores=[10_000]).pin_cores()
+        create_backend("ort", cores=[10_000]).pin_cores()
 
 
 def test_fingerprint_records_what_makes_a_number_reproducible():
-    be = get_backend("ort")
+    be = create_backend("ort")
     fp = be.fingerprint("int8")
     assert fp["backend"] == "ort" and fp["dtype"] == "int8" and fp["threads"] == 1
     assert set(fp["runtime"]) == {"onnxruntime", "onnx"}
@@ -149,13 +149,13 @@ def test_cpuinfo_parsing_for_x86_and_arm():
 def test_backend_registry_errors_list_valid_names():
     assert list_backends() == ["adb", "ort", "tflite"]
     with pytest.raises(ValueError, match="unknown backend 'openvino'; valid backends: adb, ort, tflite"):
-        get_backend("openvino")
+        create_backend("openvino")
     with pytest.raises(ValueError, match="backend 'ort': bad option"):
-        get_backend("ort", thread=2)
+        create_backend("ort", thread=2)
     with pytest.raises(ValueError, match="repeats=1 must be an integer >= 2"):
-        get_backend("ort", repeats=1)
+        create_backend("ort", repeats=1)
     with pytest.raises(ValueError, match=r"dtype='int4' is not in \['int8', 'fp32'\]"):
-        get_backend("ort").measure(make_kernel("relu", hw=4, cin=4), "int4")
+        create_backend("ort").measure(make_kernel("relu", hw=4, cin=4), "int4")
 
 
 def test_quantized_model_is_valid_onnx():
@@ -163,12 +163,12 @@ def test_quantized_model_is_valid_onnx():
 
 
 def test_clock_choice():
-    assert get_backend("ort").resolved_clock() == "cpu"
-    assert get_backend("ort", threads=2).resolved_clock() == "wall"
-    assert get_backend("ort", clock="wall").fingerprint("int8")["protocol"]["clock"] == "wall"
+    assert create_backend("ort").resolved_clock() == "cpu"
+    assert create_backend("ort", threads=2).resolved_clock() == "wall"
+    assert create_backend("ort", clock="wall").fingerprint("int8")["protocol"]["clock"] == "wall"
     with pytest.raises(ValueError, match="clock='cpu' times the calling thread only"):
-        get_backend("ort", threads=2, clock="cpu")
+        create_backend("ort", threads=2, clock="cpu")
     with pytest.raises(ValueError, match=r"clock='tsc' is not in \['auto', 'wall', 'cpu'\]"):
-        get_backend("ort", clock="tsc")
-    s = get_backend("ort", clock="wall", **FAST).measure(make_kernel("relu", hw=4, cin=8), "fp32")
+        create_backend("ort", clock="tsc")
+    s = create_backend("ort", clock="wall", **FAST).measure(make_kernel("relu", hw=4, cin=8), "fp32")
     assert s.median_ms > 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from spaceevo.datasets.store import LatencyStore
-from spaceevo.latency import BlockUnit, get_backend, make_kernel, run_profile
+from spaceevo.latency import BlockUnit, create_backend, make_kernel, run_profile
 from spaceevo.space import BlockConfig
 
 FAST = {"repeats": 5, "warmup": 2, "min_sample_ms": 0.0, "max_attempts": 1}
@@ -43,7 +43,7 @@ def units():
 
 def test_run_profile_records_failures_and_resumes(tmp_path):
     db = tmp_path / "x.db"
-    be = get_backend("ort", **FAST)
+    be = create_backend("ort", **FAST)
     with LatencyStore(db) as st:
         s1 = run_profile(units(), be, ["int8", "fp32"], db=st, device="test-dev", progress=False)
     assert (s1["total"], s1["ok"], s1["failed"], s1["skipped"]) == (6, 4, 2, 0)
@@ -67,7 +67,7 @@ def test_run_profile_records_failures_and_resumes(tmp_path):
 
 def test_default_device_id_is_backend_and_cpu(tmp_path):
     with LatencyStore(tmp_path / "x.db") as st:
-        s = run_profile([make_kernel("relu", hw=4, cin=8)], get_backend("ort", **FAST), ["int8"], db=st,
+        s = run_profile([make_kernel("relu", hw=4, cin=8)], create_backend("ort", **FAST), ["int8"], db=st,
                         progress=False)
     assert s["device"].startswith("ort-") and len(s["device"]) > 4
 
@@ -100,7 +100,7 @@ def _snapshot(db) -> dict:
 
 
 def _kill_after(cmd: list, env: dict, db, n: int, table: str) -> None:
-    from spaceevo.datasets.store import wait_for_rows
+    from store_helpers import wait_for_rows
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:

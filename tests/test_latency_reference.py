@@ -8,7 +8,7 @@ import pytest
 from fake_backend import FakeBackend
 
 from spaceevo.datasets.store import LatencyStore
-from spaceevo.latency import Backend, BlockUnit, TimingStats, get_backend, run_profile
+from spaceevo.latency import Backend, BlockUnit, TimingStats, create_backend, run_profile
 from spaceevo.latency._backend import REFERENCE_BLOCK
 from spaceevo.predictors import auto_target, train_predictor, with_target
 from spaceevo.predictors._synthetic import synthetic_block_ms
@@ -78,7 +78,7 @@ def test_reference_arguments_are_checked():
     with pytest.raises(ValueError, match="ref_sample_ms=0 must be a number > 0"):
         FakeBackend(reference=True, ref_sample_ms=0)
     with pytest.raises(ValueError, match="reference=True: backend 'adb' cannot"):
-        get_backend("adb", reference=True)
+        create_backend("adb", reference=True)
 
 
 def test_timing_stats_ratio_pooling_and_round_trip():
@@ -119,7 +119,7 @@ def test_profile_rows_carry_the_ratio_and_train_on_norm_ms(tmp_path):
 
 
 def test_real_onnxruntime_timing_with_the_reference():
-    be = get_backend("ort", repeats=4, warmup=1, max_attempts=1, reference=True)
+    be = create_backend("ort", repeats=4, warmup=1, max_attempts=1, reference=True)
     s = be.measure(BlockUnit(BlockConfig("MobileNetV2ResBlock", 10, 16, 16, 3, 2.0, 1, "relu6")))
     assert s.ratio > 0 and len(s.ref_samples) == 5 and s.ref_min_ms > 0
     ratios = np.array(s.samples) / ((np.array(s.ref_samples[:-1]) + np.array(s.ref_samples[1:])) / 2)

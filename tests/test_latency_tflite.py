@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from spaceevo.latency import BlockUnit, get_backend, make_kernel
+from spaceevo.latency import BlockUnit, create_backend, make_kernel
 from spaceevo.space import BlockConfig
 
 pytestmark = [pytest.mark.tflite, pytest.mark.slow]
@@ -46,7 +46,7 @@ def test_fp32_model_stays_float():
 
 @pytest.mark.parametrize("dtype", ["int8", "fp32"])
 def test_litert_measurement(dtype):
-    be = get_backend("tflite", **FAST)
+    be = create_backend("tflite", **FAST)
     s = be.measure(make_kernel("dwconv-bn-act", hw=8, cin=16), dtype)
     assert s.n == 5 and 0 < s.min_ms <= s.median_ms
     fp = be.fingerprint(dtype)
@@ -54,6 +54,6 @@ def test_litert_measurement(dtype):
 
 
 def test_xnnpack_can_be_switched_off(int8_block):
-    be = get_backend("tflite", xnnpack=False, **FAST)
+    be = create_backend("tflite", xnnpack=False, **FAST)
     assert be.measure_model(int8_block).n == 5
     assert be.fingerprint("int8")["settings"]["xnnpack"] is False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import get_backend, model_profile_units, run_profile
+from spaceevo.latency import create_backend, model_profile_units, run_profile
 from spaceevo.predictors import train_kernel_predictor, validate_models
 from spaceevo.space import generate_zoo
 
@@ -16,7 +16,7 @@ def test_profile_train_validate_on_tiny_zoo(tmp_path):
     generate_zoo(tmp_path / "train", ["mobilenetv2", "squeezenet", "resnet"], 1, seed=0, resolution=32, tiny=True)
     generate_zoo(tmp_path / "val", ["mobilenetv2", "resnet"], 1, seed=1, resolution=32, tiny=True)
     plan = model_profile_units(tmp_path / "train")
-    be = get_backend("ort", repeats=3, warmup=2, max_attempts=1, min_sample_ms=0.5)
+    be = create_backend("ort", repeats=3, warmup=2, max_attempts=1, min_sample_ms=0.5)
     with LatencyStore(tmp_path / "k.db") as st:
         summary = run_profile(plan["kernels"] + plan["models"], be, ["int8"], db=st, progress=False)
         df = st.read_measurements()

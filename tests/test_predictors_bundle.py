@@ -15,6 +15,7 @@ from spaceevo.predictors import (
     with_target,
     LatencyPredictor,
     PredictorFileError,
+    describe_predictors,
     install_predictor,
     list_predictors,
     load_predictor,
@@ -186,7 +187,8 @@ def test_registry_user_dir(tmp_path, monkeypatch, pred):
     monkeypatch.setenv("SPACEEVO_HOME", str(tmp_path / "home"))
     path = install_predictor(pred, "my-cpu")
     assert path.parent == tmp_path / "home" / "predictors"
-    rows = [r for r in list_predictors() if r["origin"] == "user"]
+    rows = [r for r in describe_predictors() if r["origin"] == "user"]
+    assert "my-cpu" in list_predictors() and list_predictors("my-*") == ["my-cpu"]
     assert rows == [{"name": "my-cpu", "origin": "user", "path": str(path), "device": "synthetic", "dtype": "int8",
                      "estimator": "lgbm", "unit_kind": "block", "created_at": pred.manifest["created_at"]}]
     assert load_predictor("my-cpu").manifest == load_predictor(path).manifest

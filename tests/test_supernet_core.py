@@ -149,9 +149,9 @@ def test_onnx_export_matches_pytorch_and_int8_runs(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     out = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
     assert out.shape == (1, 10) and np.isfinite(out).all()
-    from spaceevo.latency import get_backend
+    from spaceevo.latency import create_backend
 
-    stats = measure_latency_ms(path, get_backend("ort", threads=1, repeats=3, warmup=1, max_attempts=1))
+    stats = measure_latency_ms(path, create_backend("ort", threads=1, repeats=3, warmup=1, max_attempts=1))
     assert stats["median_ms"] > 0 and stats["n"] == 3  # the collector quantised and timed it
 
 

@@ -36,7 +36,20 @@ class TensorImages(Dataset):
 
 
 class ImageFolder(Dataset):
-    """``root/<class>/<image>`` read lazily with PIL, resized to ``image_size`` x ``image_size``, RGB."""
+    """``root/<class>/<image>`` read lazily with PIL, resized to ``image_size`` x ``image_size``, RGB.
+
+    Parameters
+    ----------
+    root : str or Path
+    image_size : int
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` does not exist.
+    ValueError
+        Fewer than two class folders with images.
+    """
 
     def __init__(self, root: str | Path, image_size: int = 32) -> None:
         self.root = Path(root)
@@ -88,7 +101,26 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
 
 def load_dataset(name: str, image_size: int = 32, val_fraction: float = 0.2, seed: int = 0,
                  n_synthetic: int = 1200, n_classes_synthetic: int = 10) -> DataSplits:
-    """Train/held-out splits of ``digits``, ``synthetic`` or an ImageFolder directory."""
+    """Train/held-out splits of ``digits``, ``synthetic`` or an ImageFolder directory.
+
+    Parameters
+    ----------
+    name : str
+    image_size : int
+    val_fraction : float
+    seed : int
+    n_synthetic : int
+    n_classes_synthetic : int
+
+    Returns
+    -------
+    DataSplits
+
+    Raises
+    ------
+    ValueError
+        Unknown name and no such directory.
+    """
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size={image_size!r} must be an integer >= 8")
     if not 0.0 < val_fraction < 1.0:

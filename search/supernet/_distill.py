@@ -31,12 +31,16 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from spaceevo.space import BlockConfig, Hyperspace, conv_out_hw
+from spaceevo.datasets import DEVICE_PREDICTORS
+from spaceevo.predictors import load_predictor
+from spaceevo.space import BlockConfig, Hyperspace, SearchSpace, conv_out_hw
 
+from ._data import load_dataset
 from ._layers import ConvBank, DynamicBlock
 from ._supernet import StaticSubnet
-from ._train import recalibrate_bn
+from ._train import load_supernet, recalibrate_bn
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +265,30 @@ def write_table(path: str | Path, net: StageSupernet, rows: Sequence[tuple[list,
 def distill_tables(teacher: StaticSubnet, train_images: torch.Tensor, val_images: torch.Tensor, out_dir: str | Path,
                    tables: Sequence[tuple[int, int, int]], predictor, cfg: DistillConfig | None = None,
                    progress: bool = False) -> list[dict]:
-    """Distil and write ``stage{S}_{B}_{W}.csv`` for each (S, B, W) of ``tables`` under ``out_dir/<hyperspace>/``."""
+    """Distil and write ``stage{S}_{B}_{W}.csv`` for each (S, B, W) of ``tables`` under ``out_dir/<hyperspace>/``.
+
+    Parameters
+    ----------
+    teacher : StaticSubnet
+    train_images, val_images : torch.Tensor
+    out_dir : str or Path
+    tables : sequence of (int, int, int)
+        (stage, block digit, window digit) of each table.
+    predictor : LatencyPredictor
+        Fills the latency column.
+    cfg : DistillConfig, optional
+    progress : bool
+
+    Returns
+    -------
+    list of dict
+        One summary per table (``table``, ``path``, ``rows``, NSR range, ``time_s``).
+
+    Raises
+    ------
+    ValueError
+        A stage that is not searchable.
+    """
     cfg = cfg or DistillConfig()
     hyper = teacher.space.hyperspace
     for s, b, w in tables:
@@ -284,3 +311,87 @@ def distill_tables(teacher: StaticSubnet, train_images: torch.Tensor, val_images
                         if len(rows) > 1 else None, "time_s": round(time.time() - t0, 1)})
         log.info("%s", summary[-1])
     return summary
+
+
+def table_keys(hyper: Hyperspace, space: str | None = None, tables: Sequence[str] = ()) -> list[tuple[int, int, int]]:
+    """The tables to distil: the six of ``space`` (stage order), then each ``S_B_W`` of ``tables``, once each.
+
+    Parameters
+    ----------
+    hyper : Hyperspace
+        The teacher's hyperspace.
+    space : str, optional
+        A search space of ``hyper``: its six (stage, block, window) tables.
+    tables : sequence of str
+        More tables as ``S_B_W`` (stage, block digit, window digit), e.g. ``"3_1_2"``.
+
+    Returns
+    -------
+    list of (int, int, int)
+
+    Raises
+    ------
+    ValueError
+        ``space`` of another hyperspace, a malformed ``S_B_W``, or neither given.
+    """
+    keys: list[tuple[int, int, int]] = []
+    if space:
+        sp = SearchSpace.parse(space)
+        if sp.hyperspace.name != hyper.name:
+            raise ValueError(f"--space {space!r} is not in the teacher's hyperspace {hyper.name!r}")
+        keys += [(s, b, w) for s, (b, w) in enumerate(zip(sp.block_types, sp.windows), start=1)]
+    for t in tables:
+        parts = t.split("_")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"--table {t!r} must be S_B_W, e.g. 3_1_2")
+        keys.append(tuple(int(p) for p in parts))
+    if not keys:
+        raise ValueError("give --space SPACE and/or --table S_B_W")
+    return list(dict.fromkeys(keys))
+
+
+def distill_checkpoint(checkpoint: str | Path, out_dir: str | Path, space: str | None = None,
+                       tables: Sequence[str] = (), teacher_subnet: str | None = None, data: str | None = None,
+                       image_size: int | None = None, predictor: str | None = None, cfg: DistillConfig | None = None,
+                       progress: bool = False) -> list[dict]:
+    """``distill_tables`` with a subnet of a trained supernet as the teacher (what ``spaceevo distill-tables`` runs).
+
+    The teacher (``teacher_subnet``, default the largest subnet) is extracted with its weights, its
+    BatchNorm statistics re-estimated on 512 training images (the float model, fake quantisation off),
+    and its stage features computed on the whole dataset.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        ``supernet.pt`` of ``train_supernet``.
+    out_dir : str or Path
+        Tables go to ``out_dir/<hyperspace>/``.
+    space, tables
+        Which tables (see ``table_keys``).
+    teacher_subnet : str, optional
+    data : str, optional
+        Dataset (default: the checkpoint's).
+    image_size : int, optional
+        Image side (default: the checkpoint's).
+    predictor : str, optional
+        Latency predictor name or file (default: the built-in one of the hyperspace's device).
+    cfg : DistillConfig, optional
+    progress : bool
+
+    Returns
+    -------
+    list of dict
+        ``distill_tables``'s summary.
+    """
+    net, state = load_supernet(checkpoint)
+    hyper = net.space.hyperspace
+    keys = table_keys(hyper, space, tables)
+    ck = state["config"]
+    size = image_size or ck["image_size"]
+    ds = load_dataset(data or ck["dataset"], size, ck["val_fraction"], ck["seed"])
+    train_x = torch.cat([x for x, _ in DataLoader(ds.train, batch_size=256)])
+    val_x = torch.cat([x for x, _ in DataLoader(ds.val, batch_size=256)])
+    sub = teacher_subnet or str(net.max_subnet())
+    static = recalibrate_bn(net.extract(sub).set_fake_quant(False), [train_x[i:i + 64] for i in range(0, 512, 64)])
+    pred = load_predictor(predictor or DEVICE_PREDICTORS[hyper.name])
+    return distill_tables(static, train_x, val_x, out_dir, keys, pred, cfg, progress=progress)

@@ -17,15 +17,35 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
 
+from spaceevo.latency import CALIBRATE_METHODS, create_backend, quantize_onnx_int8
+from spaceevo.predictors import load_predictor
+
+from ._data import load_dataset
 from ._supernet import StaticSubnet, subnet_blocks
+from ._train import evaluate, load_supernet, recalibrate_bn
 
 log = logging.getLogger(__name__)
 
 
 def export_onnx(model: StaticSubnet, path: str | Path, resolution: int | None = None, opset: int = 17,
                 dynamic_batch: bool = False) -> Path:
-    """Export a static subnet (fake quantisation off) to ONNX at ``resolution`` (default: the subnet's)."""
+    """Export a static subnet (fake quantisation off) to ONNX at ``resolution`` (default: the subnet's).
+
+    Parameters
+    ----------
+    model : StaticSubnet
+    path : str or Path
+    resolution : int, optional
+    opset : int
+    dynamic_batch : bool
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     r = resolution or model.subnet.resolution
     model = model.eval().set_fake_quant(False)
@@ -38,12 +58,7 @@ def export_onnx(model: StaticSubnet, path: str | Path, resolution: int | None = 
 
 
 def _ort_backend(**opts):
-    from spaceevo.latency import get_backend
-
-    return get_backend("ort", **{"threads": 1, **opts})
-
-
-CALIBRATE_METHODS = ("minmax", "percentile", "entropy")
+    return create_backend("ort", **{"threads": 1, **opts})
 
 
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray] | None = None,
@@ -55,60 +70,49 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Ite
     (needed for accuracy), with the same format, types, per-channel and symmetry settings, and
     ``calibrate_method`` (``minmax`` as the collector, ``percentile`` at 99.999 %, or ``entropy``); the
     method changes only the scales, not the graph that the collector times.
+
+    Parameters
+    ----------
+    fp32_path, int8_path : str or Path
+    calibration : iterable of numpy.ndarray, optional
+    backend : Backend, optional
+        Its quantisation settings are used (default: ``ort``, one thread).
+    calibrate_method : str
+
+    Returns
+    -------
+    Path
+        ``int8_path``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``calibrate_method`` or empty ``calibration``.
     """
     if calibrate_method not in CALIBRATE_METHODS:
         raise ValueError(f"calibrate_method={calibrate_method!r} is not in {list(CALIBRATE_METHODS)}")
     import onnx
 
-    from spaceevo.latency import quantize_onnx_int8
-
     be = backend or _ort_backend()
-    model = onnx.load(str(fp32_path))
-    if calibration is None:
-        q = quantize_onnx_int8(model, seed=be.seed, n_calib=be.n_calib, quant_format=be.quant_format,
-                               activation_type=be.activation_type, weight_type=be.weight_type,
-                               per_channel=be.per_channel)
-        onnx.save(q, str(int8_path))
-        return Path(int8_path)
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
-    batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration]
-    if not batches:
-        raise ValueError("calibration is empty: give at least one input batch, or None for random calibration")
-    name = model.graph.input[0].name
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(batches)
-
-        def get_next(self):
-            b = next(self.it, None)
-            return None if b is None else {name: b}
-
-        def rewind(self) -> None:
-            self.it = iter(batches)
-
-    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[be.quant_format]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))  # quantize_static logs a pre-processing hint per model
-    try:
-        quantize_static(str(fp32_path), str(int8_path), _Reader(), quant_format=fmt, per_channel=be.per_channel,
-                        activation_type=qtype[be.activation_type], weight_type=qtype[be.weight_type],
-                        calibrate_method=methods[calibrate_method],
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                       "CalibPercentile": 99.999})
-    finally:
-        root.setLevel(level)
+    q = quantize_onnx_int8(onnx.load(str(fp32_path)), seed=be.seed, n_calib=be.n_calib, quant_format=be.quant_format,
+                           activation_type=be.activation_type, weight_type=be.weight_type, per_channel=be.per_channel,
+                           calibration=calibration, calibrate_method=calibrate_method)
+    onnx.save(q, str(int8_path))
     return Path(int8_path)
 
 
 def onnx_accuracy(path: str | Path, loader) -> float:
-    """Top-1 accuracy of an ONNX classifier on ``loader`` (whole batches if the model allows, else one by one)."""
+    """Top-1 accuracy of an ONNX classifier on ``loader`` (whole batches if the model allows, else one by one).
+
+    Parameters
+    ----------
+    path : str or Path
+    loader : iterable of (images, labels)
+
+    Returns
+    -------
+    float
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -130,6 +134,16 @@ def measure_latency_ms(fp32_path: str | Path, backend=None) -> dict:
     """INT8 latency of an FP32 ONNX model with the collector: ``quantize_onnx_int8`` + ``measure_model``.
 
     Returns the collector's ``TimingStats`` as a dict (``median_ms``, ``cv``, ``n``, ...).
+
+    Parameters
+    ----------
+    fp32_path : str or Path
+    backend : Backend, optional
+        Default: ``ort``, one thread.
+
+    Returns
+    -------
+    dict
     """
     import onnx
 
@@ -137,19 +151,53 @@ def measure_latency_ms(fp32_path: str | Path, backend=None) -> dict:
     return be.measure_model(onnx.load(str(fp32_path)), dtype="int8").as_dict()
 
 
-def predict_latency_ms(predictor, space, subnet, n_classes: int) -> float:
-    """Predicted INT8 latency (ms) of ``subnet`` with an ``n_classes`` classifier (the exported model).
+def extract_subnet(checkpoint: str | Path, subnet: str, output: str | Path, space: str | None = None,
+                   int8: bool = False, resolution: int | None = None) -> dict:
+    """Extract ``subnet`` with its inherited weights, re-estimate BatchNorm, export ONNX (and an INT8 copy).
 
-    The predictor's blocks with the real classifier width, combined by its own composition term.
+    BatchNorm statistics are re-estimated on the checkpoint's first ``bn_batches`` training batches with
+    fake quantisation off (the float model is what onnxruntime quantises); the INT8 copy
+    (``FILE.int8.onnx``) is calibrated on four of those images resized to the export resolution.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        ``supernet.pt`` of ``train_supernet``.
+    subnet : str
+        Subnet encoding.
+    output : str or Path
+        The ONNX file.
+    space : str, optional
+        Checked against the checkpoint's search space when given.
+    int8 : bool
+    resolution : int, optional
+        Export resolution (default: the subnet's).
+
+    Returns
+    -------
+    dict
+        ``subnet``, ``space``, ``onnx`` (and ``onnx_int8``).
+
+    Raises
+    ------
+    ValueError
+        ``space`` differs from the checkpoint's, or ``subnet`` is not a subnet of it.
     """
-    blocks = [b.config for b in subnet_blocks(space, subnet, n_classes)]
-    lat = np.asarray(predictor.predict_blocks(blocks), dtype=float)
-    composition = getattr(predictor, "composition", None)
-    if not composition:
-        return float(lat.sum())
-    from spaceevo.predictors._composition import compose
-
-    return float(compose(composition, blocks, lat))
+    net, state = load_supernet(checkpoint)
+    if space is not None and str(net.space) != space:
+        raise ValueError(f"--space {space!r} does not match the checkpoint's space {str(net.space)!r}")
+    cfg = state["config"]
+    data = load_dataset(cfg["dataset"], cfg["image_size"], cfg["val_fraction"], cfg["seed"])
+    loader = DataLoader(data.train, batch_size=cfg["batch_size"], shuffle=False)
+    batches = [x for _, (x, _y) in zip(range(cfg["bn_batches"]), loader)]
+    static = recalibrate_bn(net.extract(subnet).set_fake_quant(False), batches)  # BN as the float export runs
+    path = export_onnx(static, output, resolution)
+    result = {"subnet": subnet, "space": str(net.space), "onnx": str(path)}
+    if int8:
+        r = resolution or static.subnet.resolution
+        calib = [F.interpolate(b[:1], size=(r, r), mode="bilinear").numpy() for b in batches]
+        result["onnx_int8"] = str(quantize_int8(path, path.with_suffix(".int8.onnx"), calib[:4]))
+    return result
 
 
 def report_subnets(space, n_random: int, seed: int) -> list[str]:
@@ -165,12 +213,29 @@ def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None,
 
     Accuracy is at the training image size; latency at the subnet's resolution with the trained
     classifier. ``chance`` is ``1 / n_classes``.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        ``supernet.pt`` of ``train_supernet``.
+    subnets : sequence of str, optional
+        Default: min, max and ``n_random`` random subnets.
+    n_random : int
+    predictor : str, optional
+        Registered name or file of a latency predictor.
+    measure : bool
+        Time each subnet with the collector.
+    seed : int
+    eval_limit : int, optional
+        Held-out images to score at most.
+    repeats : int
+    calibrate_method : str
+        One of ``CALIBRATE_METHODS`` (of ``spaceevo.latency``).
+
+    Returns
+    -------
+    list of dict
     """
-    from torch.utils.data import DataLoader, Subset
-
-    from ._data import load_dataset
-    from ._train import evaluate, load_supernet, recalibrate_bn
-
     net, state = load_supernet(checkpoint)
     cfg = state["config"]
     data = load_dataset(cfg["dataset"], cfg["image_size"], cfg["val_fraction"], cfg["seed"])
@@ -182,8 +247,6 @@ def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None,
     names = list(subnets or []) or report_subnets(net.space, n_random, seed)
     pred = None
     if predictor:
-        from spaceevo.predictors import load_predictor
-
         pred = load_predictor(predictor)
     backend = _ort_backend(repeats=repeats) if measure else None
     rows = []
@@ -203,7 +266,9 @@ def latency_report(checkpoint: str | Path, subnets: Sequence[str] | None = None,
             q = quantize_int8(small, Path(tmp) / f"s{i}_int8.onnx", calib, calibrate_method=calibrate_method)
             row["acc_int8_ort"] = round(onnx_accuracy(q, val_loader), 4)
             if pred is not None:
-                row["predicted_ms"] = round(predict_latency_ms(pred, net.space, sub, net.n_classes), 3)
+                # the exported model's blocks (the real classifier width), composed by the predictor itself
+                blocks = [b.config for b in subnet_blocks(net.space, sub, net.n_classes)]
+                row["predicted_ms"] = round(pred.predict_network(blocks), 3)
             if measure:
                 full = export_onnx(static, Path(tmp) / f"f{i}.onnx")
                 stats = measure_latency_ms(full, backend)

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaceevo.space import BlockConfig
-from spaceevo.space._ops import SE, Conv, GlobalAvgPool, Linear, Op, Residual
-from spaceevo.space._ops import leaves as ir_leaves
+from spaceevo.space import SE, BlockConfig, Conv, GlobalAvgPool, Linear, Op, Residual
+from spaceevo.space import leaves as ir_leaves
 
 from ._quant import LsqActQuantizer, LsqWeightQuantizer
 
@@ -40,7 +39,16 @@ def activation(x: torch.Tensor, act: str | None) -> torch.Tensor:
 
 
 def leaf_roles(ops: Sequence[Op]) -> list[str]:
-    """Role names of the leaf ops of ``ops`` in execution order (body before shortcut)."""
+    """Role names of the leaf ops of ``ops`` in execution order (body before shortcut).
+
+    Parameters
+    ----------
+    ops : sequence of Op
+
+    Returns
+    -------
+    list of str
+    """
     roles: list[str] = []
 
     def visit(items: Sequence[Op], section: str) -> None:
@@ -211,7 +219,13 @@ def _bank_key(role: str) -> str:
 
 
 class DynamicBlock(nn.Module):
-    """One block slot of the supernet: weight banks for every config the slot can take."""
+    """One block slot of the supernet: weight banks for every config the slot can take.
+
+    Parameters
+    ----------
+    configs : sequence of BlockConfig
+        Every configuration the slot can take (one block type).
+    """
 
     def __init__(self, configs: Sequence[BlockConfig]) -> None:
         """Weight banks for ``configs``.
@@ -431,7 +445,16 @@ class StaticLinear(nn.Module):
 
 
 class StaticBlock(nn.Module):
-    """A concrete block: its IR executed by static leaf modules."""
+    """A concrete block: its IR executed by static leaf modules.
+
+    Parameters
+    ----------
+    ops : tuple of Op
+        The block's IR.
+    leaves : sequence of torch.nn.Module
+        One module per leaf op of ``ops`` (``spaceevo.space.leaves`` order).
+    cfg : BlockConfig, optional
+    """
 
     def __init__(self, ops: tuple[Op, ...], leaves: Sequence[nn.Module], cfg: BlockConfig | None = None) -> None:
         super().__init__()

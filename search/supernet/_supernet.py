@@ -13,13 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spaceevo.space import BlockConfig, SearchSpace, StageBlock, Subnet
+from spaceevo.space import BlockConfig, SearchSpace, StageBlock, Subnet, as_search_space
 
 from ._layers import DynamicBlock, StaticBlock
-
-
-def _as_space(space: SearchSpace | str) -> SearchSpace:
-    return SearchSpace.parse(space) if isinstance(space, str) else space
 
 
 def _as_subnet(space: SearchSpace, subnet: Subnet | str) -> Subnet:
@@ -27,7 +23,18 @@ def _as_subnet(space: SearchSpace, subnet: Subnet | str) -> Subnet:
 
 
 def subnet_blocks(space: SearchSpace, subnet: Subnet, n_classes: int) -> list[StageBlock]:
-    """Concrete blocks of ``subnet`` with a classifier of ``n_classes`` outputs."""
+    """Concrete blocks of ``subnet`` with a classifier of ``n_classes`` outputs.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    subnet : Subnet
+    n_classes : int
+
+    Returns
+    -------
+    list of StageBlock
+    """
     blocks = space.blocks(subnet)
     last = blocks[-1]
     blocks[-1] = StageBlock(last.stage, dataclasses.replace(last.config, cout=n_classes))
@@ -35,11 +42,17 @@ def subnet_blocks(space: SearchSpace, subnet: Subnet, n_classes: int) -> list[St
 
 
 class Supernet(nn.Module):
-    """Weight-sharing supernet over every subnet of ``space``, with an ``n_classes`` classifier."""
+    """Weight-sharing supernet over every subnet of ``space``, with an ``n_classes`` classifier.
+
+    Parameters
+    ----------
+    space : SearchSpace or str
+    n_classes : int
+    """
 
     def __init__(self, space: SearchSpace | str, n_classes: int = 1000) -> None:
         super().__init__()
-        space = _as_space(space)
+        space = as_search_space(space)
         if not isinstance(n_classes, int) or n_classes < 2:
             raise ValueError(f"n_classes={n_classes!r} must be an integer >= 2")
         self.space = space
@@ -111,7 +124,14 @@ class Supernet(nn.Module):
 
 
 class StaticSubnet(nn.Module):
-    """A plain feed-forward subnet (ONNX-exportable), built from the block IR."""
+    """A plain feed-forward subnet (ONNX-exportable), built from the block IR.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    subnet : Subnet
+    blocks : list of StaticBlock
+    """
 
     def __init__(self, space: SearchSpace, subnet: Subnet, blocks: list[StaticBlock]) -> None:
         super().__init__()
@@ -122,7 +142,7 @@ class StaticSubnet(nn.Module):
     @classmethod
     def from_subnet(cls, space: SearchSpace | str, subnet: Subnet | str, n_classes: int = 1000) -> "StaticSubnet":
         """A freshly initialised static subnet (no supernet)."""
-        space = _as_space(space)
+        space = as_search_space(space)
         sub = _as_subnet(space, subnet)
         return cls(space, sub, [StaticBlock.from_config(b.config) for b in subnet_blocks(space, sub, n_classes)])
 

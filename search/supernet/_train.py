@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaceevo.space import SearchSpace
+
 from ._data import load_dataset
 from ._quant import LsqActQuantizer
-from ._supernet import StaticSubnet, Supernet
+from ._supernet import Supernet
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,6 @@ class TrainConfig:
     label_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        from spaceevo.space import SearchSpace
-
         SearchSpace.parse(self.space)
         for name, low in (("image_size", 8), ("epochs", 0), ("qat_epochs", 0), ("batch_size", 2),
                           ("n_random", 0), ("bn_batches", 1)):
@@ -158,7 +158,17 @@ def _param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> nn.Module:
-    """Re-estimate BatchNorm statistics of a (static) model on ``batches``; returns it in eval mode."""
+    """Re-estimate BatchNorm statistics of a (static) model on ``batches``; returns it in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    batches : list of torch.Tensor
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in bns:
         bn.reset_running_stats()
@@ -172,7 +182,18 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu") -> float:
-    """Top-1 accuracy of ``model`` (called as ``model(x)``) on ``loader``."""
+    """Top-1 accuracy of ``model`` (called as ``model(x)``) on ``loader``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    loader : iterable of (images, labels)
+    device : torch.device or str
+
+    Returns
+    -------
+    float
+    """
     model.eval()
     correct = total = 0
     for x, y in loader:
@@ -184,7 +205,17 @@ def evaluate(model: nn.Module, loader, device: torch.device | str = "cpu") -> fl
 
 @torch.no_grad()
 def calibrate_quantizers(net: Supernet, x: torch.Tensor, seed: int = 0, n_random: int = 8) -> None:
-    """Initialise every LSQ+ activation quantiser deterministically from one batch."""
+    """Initialise every LSQ+ activation quantiser deterministically from one batch.
+
+    Parameters
+    ----------
+    net : Supernet
+    x : torch.Tensor
+        One input batch.
+    seed : int
+    n_random : int
+        Random subnets run besides the max and min ones.
+    """
     rng = np.random.default_rng(seed)
     was_training = net.training
     net.eval()
@@ -211,7 +242,17 @@ def save_checkpoint(path: Path, net: Supernet, cfg: TrainConfig, classes: list[s
 
 
 def load_supernet(path: str | Path, map_location: str = "cpu") -> tuple[Supernet, dict]:
-    """A supernet and its checkpoint metadata from ``path``."""
+    """A supernet and its checkpoint metadata from ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+    map_location : str
+
+    Returns
+    -------
+    (Supernet, dict)
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -236,7 +277,21 @@ def _cosine(total_steps: int, warmup_steps: int = 0):
 
 
 def train_supernet(cfg: TrainConfig, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict:
-    """Train a supernet as configured; writes ``checkpoint.pt``, ``supernet.pt`` and ``metrics.jsonl``."""
+    """Train a supernet as configured; writes ``checkpoint.pt``, ``supernet.pt`` and ``metrics.jsonl``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out_dir : str or Path
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt``.
+    progress : bool
+
+    Returns
+    -------
+    dict
+        ``out_dir``, ``epochs``, the per-epoch ``history``, ``world_size`` and ``checkpoint``.
+    """
     from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
     out = Path(out_dir)
@@ -369,8 +424,3 @@ def _eval_extremes(net: Supernet, val_loader, bn_batches: list[torch.Tensor], de
         out[f"val_acc_{name}"] = round(evaluate(static, val_loader, device), 4)
     net.train()
     return out
-
-
-def static_subnet(net: Supernet, subnet, bn_batches: list[torch.Tensor]) -> StaticSubnet:
-    """Extract ``subnet`` and recalibrate its BatchNorm statistics on ``bn_batches``."""
-    return recalibrate_bn(net.extract(subnet), bn_batches)

@@ -23,8 +23,7 @@ def _parse_block(text: str):
 
 def predict_block(block: str, predictor: str, as_json: bool) -> None:
     """``spaceevo predict --block B --predictor P``: the compiled look-up part, else the predictor's model."""
-    from spaceevo.predictors._query import predict_block_cached
-    from spaceevo.predictors._registry import predictor_path
+    from spaceevo.predictors import predict_block_cached, predictor_path
 
     predictor_path(predictor)  # a missing predictor is the first error, as when it was loaded first
     cfg = _parse_block(block)
@@ -35,7 +34,7 @@ def predict_block(block: str, predictor: str, as_json: bool) -> None:
 
 def predict_subnet(subnet: str, space: str, predictor: str, as_json: bool) -> None:
     """``spaceevo predict SUBNET --space S --predictor P``: from the compiled (predictor, space) table."""
-    from spaceevo.predictors._query import compiled_subnet_table
+    from spaceevo.predictors import compiled_subnet_table
 
     compiled = compiled_subnet_table(predictor, space)
     data = compiled.predict_subnet(subnet)

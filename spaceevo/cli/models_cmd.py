@@ -63,11 +63,14 @@ def predict_onnx(model: str, predictor: str, input_shape: str | None, as_json: b
     emit(out, as_json, render)
 
 
-def train_kernels(df, device: str, dtype: str, db: str, output: Path, estimator: str, folds: int, seed: int,
-                  target: str, as_json: bool, backend: str | None = None) -> None:
+def train_kernels(db: str, device: str | None, dtype: str, output: Path, estimator: str, folds: int, seed: int,
+                  target: str, models_db: list[str], as_json: bool, backend: str | None = None) -> None:
     """``spaceevo train --kind kernel``: one estimator per kernel type + the composition term on whole models."""
-    from spaceevo.predictors import train_kernel_predictor
+    from spaceevo.predictors import auto_target, train_kernel_predictor, training_rows
 
+    df, device = training_rows(db, device, dtype, models_db, note=sys.stderr.write)
+    if target == "auto":
+        target = auto_target(df)
     backend = backend or (sorted(set(df["backend"].dropna()))[0] if "backend" in df.columns and len(df) else "ort")
     rules = None
     if Path(db).suffix not in (".csv", ".parquet"):
@@ -160,7 +163,7 @@ def register(app: typer.Typer) -> None:
                      as_json: bool = JsonOpt) -> None:
         """Measure which ops fuse on this device (nn-Meter's test on op1, op2, op1+op2) and store the rules."""
         from spaceevo.datasets import LatencyStore, save_fusion_rules
-        from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, check_dtype, default_device, get_backend,
+        from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, check_dtype, create_backend, default_device,
                                       list_backends, measure_fusion_rules)
         from spaceevo.predictors import spaceevo_home
 
@@ -168,7 +171,7 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(list_backends())}")
         check_dtype(dtype)
         protocol = {"warmup": ROUND_WARMUP, "repeats": ROUND_REPEATS} if rounds > 1 else {}
-        be = get_backend(backend, threads=threads, reference=backend != "adb", **protocol)
+        be = create_backend(backend, threads=threads, reference=backend != "adb", **protocol)
         be.require()
         path = db or (spaceevo_home() / "fusion" / f"{device or default_device(be)}.db")
         with LatencyStore(path) as st:

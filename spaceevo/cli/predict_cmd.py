@@ -9,41 +9,13 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._protocol import ROUNDS
+from spaceevo.latency import ROUNDS
 
 from ._common import JsonOpt, emit, table
 from ._queries import predict_block, predict_subnet
 
 # Sub-app for predictor management; other modules add commands with ``@predictors_app.command(...)``.
 predictors_app = typer.Typer(no_args_is_help=True, help="Registered latency predictors (built-in and user).")
-
-
-def read_measurements(db: str, device: str | None = None, dtype: str | None = None):
-    """Rows of a latency store (SQLite), or of a CSV / Parquet export of one."""
-    import pandas as pd
-
-    path = Path(db)
-    if not path.is_file():
-        raise FileNotFoundError(f"--db {db!r} does not exist")
-    if path.suffix in (".csv", ".parquet"):
-        df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-        if device is not None and "device" in df.columns:
-            df = df[df["device"] == device]
-        if dtype is not None and "dtype" in df.columns:
-            df = df[df["dtype"] == dtype]
-        return df
-    from spaceevo.datasets.store import LatencyStore
-
-    return LatencyStore(path).read_measurements(device=device, dtype=dtype, kind=None, status="ok")
-
-
-def _only_device(df, db: str, dtype: str) -> str:
-    """The one device of the rows, or an error listing the devices to choose from."""
-    devices = sorted(set(df["device"].dropna().astype(str))) if "device" in df.columns else []
-    if len(devices) != 1:
-        found = f"devices {devices}" if devices else "no device"
-        raise ValueError(f"--device is needed: {db} holds {found} with {dtype} rows; pass --device ID")
-    return devices[0]
 
 
 def _metric_row(name: str, m: dict) -> list:
@@ -59,7 +31,7 @@ def _render_metrics(title: str, metrics: dict) -> None:
 
 
 def _composition_text(c: dict) -> str:
-    from spaceevo.predictors._composition import terms_of
+    from spaceevo.predictors import terms_of
 
     terms = " + ".join(f"{v:.4g} * sum({k})" for k, v in terms_of(c).items())
     return f"latency = {terms} + {c.get('offset_ms', 0.0):.4f} ms ({c.get('n_models', 0)} whole subnets)"
@@ -92,35 +64,15 @@ def register(app: typer.Typer) -> None:
         """Train a predictor for one device and dtype from profiled block (and whole-subnet) rows."""
         if kind not in ("block", "kernel"):
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
-        from spaceevo.predictors import train_predictor
-
-        import pandas as pd
-
-        df = read_measurements(db, device=device, dtype=dtype)
-        if device is None:
-            device = _only_device(df, db, dtype)
-            df = df[df["device"] == device]
-            sys.stderr.write(f"training on device {device!r} (the only device with {dtype} rows in {db})\n")
-        if df.empty:
-            raise ValueError(f"no measurements for --device {device!r} --dtype {dtype!r} in {db}")
-        for extra in models_db or []:
-            more = read_measurements(extra, device=device, dtype=dtype)
-            df = pd.concat([df, more[more["kind"] == "model"]], ignore_index=True)
-        if target == "auto":
-            from spaceevo.predictors._target import auto_target
-
-            target = auto_target(df)
         if kind == "kernel":
             from .models_cmd import train_kernels
 
-            train_kernels(df, device, dtype, db, output, estimator, folds, seed, target, as_json)
+            train_kernels(db, device, dtype, output, estimator, folds, seed, target, models_db or [], as_json)
             return
-        fp = None
-        if "fingerprint_id" in df.columns:
-            ids = sorted(set(df["fingerprint_id"].dropna().astype(str)))
-            fp = {"fingerprint_ids": ids}
-        pred = train_predictor(df, device=device, dtype=dtype, estimator=estimator, fingerprint=fp,
-                               source=str(db), cv_folds=folds, seed=seed, target=target)
+        from spaceevo.predictors import train_from_store
+
+        pred = train_from_store(db, device, dtype, estimator, folds, seed, target, models_db or [],
+                                note=sys.stderr.write)
         for w in pred.warnings:
             sys.stderr.write(f"warning: {w}\n")
         path = pred.save(output)
@@ -161,7 +113,7 @@ def register(app: typer.Typer) -> None:
         if space is None:
             raise ValueError("--space is required with SUBNET or --file")
         # SUBNET and --file are answered from the compiled (predictor, space) table: NumPy only once it is cached
-        from spaceevo.predictors._query import compiled_subnet_table
+        from spaceevo.predictors import compiled_subnet_table
 
         if file is not None:
             if fmt not in ("csv", "jsonl"):
@@ -188,11 +140,11 @@ def register(app: typer.Typer) -> None:
                  plot: Path = typer.Option(Path("predicted_vs_measured.png"), "--plot", help="scatter PNG"),
                  as_json: bool = JsonOpt) -> None:
         """Score a predictor on stored rows (unit and model level), k-fold on the same rows, and plot."""
-        from spaceevo.predictors import load_predictor
-        from spaceevo.predictors._report import evaluate_on_rows
+        from spaceevo.datasets import read_rows
+        from spaceevo.predictors import evaluate_on_rows, load_predictor
 
         pred = load_predictor(predictor)
-        df = read_measurements(db, device=device or pred.device, dtype=pred.dtype)
+        df = read_rows(db, device=device or pred.device, dtype=pred.dtype)
         if df.empty:
             raise ValueError(f"no rows for device {device or pred.device!r} dtype {pred.dtype!r} in {db}")
         data = evaluate_on_rows(pred, df, folds=folds, plot=plot)
@@ -229,8 +181,7 @@ def register(app: typer.Typer) -> None:
 
             validate_onnx(predictor, models, backend, dtype, threads, rounds, repeats, db, seed, as_json)
             return
-        from spaceevo.predictors import load_predictor
-        from spaceevo.predictors._validate import validate_predictor
+        from spaceevo.predictors import load_predictor, validate_predictor
 
         pred = load_predictor(predictor)
         data = validate_predictor(pred, space, samples=samples, backend=backend, dtype=dtype, seed=seed,
@@ -257,9 +208,9 @@ def register(app: typer.Typer) -> None:
     @predictors_app.command("list")
     def predictors_list(as_json: bool = JsonOpt) -> None:
         """List built-in and user predictors."""
-        from spaceevo.predictors import list_predictors
+        from spaceevo.predictors import describe_predictors
 
-        data = list_predictors()
+        data = describe_predictors()
         emit(data, as_json, lambda d: table("predictors", ["name", "origin", "device", "dtype", "estimator", "path"],
                                             [[x["name"], x["origin"], x.get("device", x.get("error")),
                                               x.get("dtype", ""), x.get("estimator", ""), x["path"]] for x in d]))
@@ -289,7 +240,7 @@ def register(app: typer.Typer) -> None:
                                                                                       "(default: both)"),
                                   as_json: bool = JsonOpt) -> None:
         """Rebuild vnni-ort-int8 and pixel4-tflite-int8 from the public SpaceEvo look-up tables."""
-        from spaceevo.predictors.spaceevo_builtin import build_spaceevo
+        from spaceevo.predictors import build_spaceevo
 
         hypers = tuple(hyperspace or ("onnxw", "mobilew"))
         bad = [h for h in hypers if h not in ("onnxw", "mobilew")]

@@ -7,39 +7,15 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
+from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 
 from ._common import JsonOpt, emit, fail, table
 
 
-def _backend_opts(backend: str, threads: int, repeats: int, warmup: int, max_cv: float, max_attempts: int, seed: int,
-                  cores: list[int] | None, xnnpack: bool, quant_format: str, activation_type: str,
-                  benchmark_model: str | None, serial: str | None, min_sample_ms: float | None,
-                  clock: str, reference: bool | None = None) -> dict:
-    opts = {"threads": threads, "repeats": repeats, "warmup": warmup, "max_cv": max_cv, "max_attempts": max_attempts,
-            "seed": seed,
-            "cores": cores or None}
-    if backend != "adb":
-        opts["clock"] = clock
-        opts["reference"] = True if reference is None else reference
-    elif reference:
-        opts["reference"] = True  # refused by the backend with a clear message
-    if min_sample_ms is not None:
-        opts["min_sample_ms"] = min_sample_ms
-    if backend == "ort":
-        opts.update(quant_format=quant_format, activation_type=activation_type)
-    elif backend == "tflite":
-        opts.update(xnnpack=xnnpack)
-    elif backend == "adb":
-        opts.update(xnnpack=xnnpack, benchmark_model=benchmark_model, serial=serial)
-    return opts
-
-
 def _make_backend(name: str, opts: dict):
-    from spaceevo.latency import get_backend
-    from spaceevo.latency._adb import AdbError
+    from spaceevo.latency import AdbError, create_backend
 
-    be = get_backend(name, **opts)
+    be = create_backend(name, **opts)
     try:
         be.require()
     except AdbError as exc:
@@ -68,8 +44,7 @@ def _farm_pool(backend: str, ray_address: str | None, pool: str | None, core: li
     if dry_run:
         raise ValueError("--dry-run does not combine with --ray/--pool (the datasets depend on the devices' "
                          "fingerprints); run without --dry-run, a rerun skips what is done")
-    from spaceevo.latency._farm_cluster import check_address, import_ray
-    from spaceevo.latency._pool import load_pool, local_pool
+    from spaceevo.latency import check_address, import_ray, load_pool, local_pool
 
     import_ray()
     if ray_address not in (None, "local", "auto"):
@@ -91,25 +66,18 @@ def _render_farm(s: dict) -> None:
             d["failures"], d["reason"] or ""] for d in s["devices"]])
 
 
-def _subnet_plan(space: str, resolution: list[int] | None, n: int, published: bool, published_file: Path | None,
-                 seed: int, sampler: str, kind: str) -> list:
-    """The units of ``--subnets N`` / ``--published`` (``latency.subnet_profile_units``), counted on stderr."""
-    import sys
+def _adaptive_opts(predictor: str | None, db: Path, device: str | None, dtype: str) -> dict:
+    """The adaptive sampler's inputs: the store's block rows and the predictor to improve."""
+    if predictor is None:
+        raise ValueError("--sampler adaptive needs --predictor (a trained predictor name or path)")
+    from spaceevo.datasets import LatencyStore
+    from spaceevo.predictors import load_predictor
 
-    from spaceevo.latency import subnet_profile_units
-    from spaceevo.space import published_subnets
-
-    if sampler != "space" or kind != "block":
-        raise ValueError(f"--subnets/--published time blocks and whole subnets of --space; they do not combine with "
-                         f"--sampler {sampler!r} --kind {kind!r} (use the default --sampler space --kind block)")
-    if n < 0:
-        raise ValueError(f"--subnets {n} must be >= 0")
-    pub = published_subnets(published_file, hyperspace=space.split("-", 1)[0]) if published else []
-    units = subnet_profile_units(space, n, resolution, seed=seed, published=[(p["space"], p["subnet"]) for p in pub])
-    n_blocks = sum(u.kind == "block" for u in units)
-    sys.stderr.write(f"{n_blocks} blocks of {n} random subnets of {space} (fixed blocks included)"
-                     + (f" and {len(pub)} published subnets" if published else "") + f", {n} subnets whole\n")
-    return units
+    if not db.is_file():
+        raise FileNotFoundError(f"--db {str(db)!r} does not exist (adaptive sampling starts from a dataset)")
+    pred = load_predictor(predictor)
+    with LatencyStore(db) as st:
+        return {"measurements": st.read_measurements(device=device, dtype=dtype, kind="block"), "predictor": pred}
 
 
 def _models_plan(models: Path, backend: str, dtype: str, db: Path, device: str | None, be, whole: bool) -> list:
@@ -208,8 +176,8 @@ def register(app: typer.Typer) -> None:
         """Measure blocks or kernels on a backend (INT8 and/or FP32) into an SQLite dataset; resumable."""
         import sys
 
-        from spaceevo.latency import check_dtype, list_backends, run_profile
-        from spaceevo.latency._samplers import get_sampler
+        from spaceevo.latency import (backend_options, check_dtype, create_backend, get_sampler, list_backends,
+                                      plan_units, run_profile)
 
         if backend not in list_backends():
             raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(list_backends())}")
@@ -218,50 +186,29 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
         get_sampler(sampler)
         farm = _farm_pool(backend, ray_address, pool, core, serial, dry_run)
-        opts = _backend_opts(backend, threads, repeats, warmup, max_cv, max_attempts, seed, core, xnnpack, quant_format,
-                             activation_type, benchmark_model, serial, min_sample_ms, clock, reference)
-        from spaceevo.latency import get_backend
-
-        be = get_backend(backend, **opts)  # validates the options before anything is built
+        settings = dict(threads=threads, repeats=repeats, warmup=warmup, max_cv=max_cv, max_attempts=max_attempts,
+                        seed=seed, xnnpack=xnnpack, quant_format=quant_format, activation_type=activation_type,
+                        benchmark_model=benchmark_model, min_sample_ms=min_sample_ms, clock=clock, reference=reference)
+        opts = backend_options(backend, cores=core, serial=serial, **settings)
+        be = create_backend(backend, **opts)  # validates the options before anything is built
         sample_opts = {"space": space, "resolutions": resolution, "limit": limit, "fraction": fraction, "seed": seed,
                        "kind": kind, "kernels": kernel}
         if sampler == "adaptive":
-            if predictor is None:
-                raise ValueError("--sampler adaptive needs --predictor (a trained predictor name or path)")
-            from spaceevo.datasets.store import LatencyStore
-            from spaceevo.predictors import load_predictor
-
-            if not db.is_file():
-                raise FileNotFoundError(f"--db {str(db)!r} does not exist (adaptive sampling starts from a dataset)")
-            pred = load_predictor(predictor)
-            with LatencyStore(db) as st:
-                sample_opts.update(measurements=st.read_measurements(device=device, dtype=dtypes[0], kind="block"),
-                                   predictor=pred)
-        if sampler == "space" and models is None:
-            from spaceevo.latency._samplers import space_block_configs
-
-            n_all = len(space_block_configs(space, resolution))
-            res = resolution or "LUT resolutions"
-            sys.stderr.write(f"{n_all} distinct block configurations in {space} at {res}\n")
-            sample_opts["fixed_blocks"] = fixed_blocks
+            sample_opts.update(_adaptive_opts(predictor, db, device, dtypes[0]))
         if models is not None:
             if subnets or published:
                 raise ValueError("--models does not combine with --subnets/--published (one plan at a time)")
             units = _models_plan(models, backend, dtypes[0], db, device, be, whole_models)
-        elif subnets or published:
-            units = _subnet_plan(space, resolution, subnets, published, published_file, seed, sampler, kind)
-            if limit is not None or fraction is not None:
-                have = {u.key for u in units}
-                units += [u for u in get_sampler(sampler)(**sample_opts) if u.key not in have]
         else:
-            units = get_sampler(sampler)(**sample_opts)
+            if sampler == "space":
+                sample_opts["fixed_blocks"] = fixed_blocks
+            units = plan_units(space, sampler, sample_opts, subnets, published, published_file,
+                               note=sys.stderr.write)
         if farm is not None:
-            from spaceevo.datasets.store import LatencyStore
-            from spaceevo.latency._farm import run_farm
+            from spaceevo.datasets import LatencyStore
+            from spaceevo.latency import run_farm
 
-            common = {name: _backend_opts(name, threads, repeats, warmup, max_cv, max_attempts, seed, None, xnnpack,
-                                          quant_format, activation_type, benchmark_model, None, min_sample_ms, clock,
-                                          reference) for name in {d.backend for d in farm}}
+            common = {name: backend_options(name, **settings) for name in {d.backend for d in farm}}
             with LatencyStore(db) as store:
                 summary = run_farm(units, farm, dtypes, db=store, address=ray_address or "local", backend_opts=common,
                                    device=device, seed=seed, rounds=rounds, retry_failed=retry_failed,
@@ -269,7 +216,7 @@ def register(app: typer.Typer) -> None:
             emit(summary, as_json, _render_farm)
             return
         if dry_run:
-            from spaceevo.datasets.store import LatencyStore
+            from spaceevo.datasets import LatencyStore
             from spaceevo.latency import default_device
 
             dev = device or default_device(be)
@@ -282,7 +229,7 @@ def register(app: typer.Typer) -> None:
                                  [[d["units"], ",".join(d["dtypes"]), d["device"], d["to_measure"]]]))
             return
         be = _make_backend(backend, opts)
-        from spaceevo.datasets.store import LatencyStore
+        from spaceevo.datasets import LatencyStore
 
         with LatencyStore(db) as store:
             summary = run_profile(units, be, dtypes, db=store, device=device, seed=seed,
@@ -292,11 +239,11 @@ def register(app: typer.Typer) -> None:
     @app.command("devices")
     def devices(as_json: bool = JsonOpt) -> None:
         """List the backends usable here with their device fingerprints."""
-        from spaceevo.latency import backend_class, default_device, fingerprint_id, list_backends
+        from spaceevo.latency import default_device, fingerprint_id, get_backend, list_backends
 
         out = []
         for name in list_backends():
-            be = backend_class(name)()
+            be = get_backend(name)()
             ok = be.available()
             item = {"backend": name, "available": ok}
             if ok:
@@ -325,7 +272,7 @@ def register(app: typer.Typer) -> None:
     @dataset_app.command("info")
     def dataset_info(db: Path = typer.Argument(..., help="SQLite latency dataset."), as_json: bool = JsonOpt) -> None:
         """Counts per type/device/dtype/status and the CV distribution."""
-        from spaceevo.datasets.store import LatencyStore
+        from spaceevo.datasets import LatencyStore
 
         if not db.is_file():
             raise FileNotFoundError(f"DB {str(db)!r} does not exist")
@@ -347,7 +294,7 @@ def register(app: typer.Typer) -> None:
                        status: Optional[str] = typer.Option(None, "--status", help="ok | failed (default: all)"),
                        as_json: bool = JsonOpt) -> None:
         """Export the rows to Parquet or CSV (by the file suffix)."""
-        from spaceevo.datasets.store import LatencyStore
+        from spaceevo.datasets import LatencyStore
 
         if not db.is_file():
             raise FileNotFoundError(f"DB {str(db)!r} does not exist")
@@ -364,8 +311,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """INT8/FP32 speed-up per unit type (below 1 means INT8 is slower) and a PNG plot."""
-        from spaceevo.datasets.speedup import int8_speedup, plot_speedup
-        from spaceevo.datasets.store import LatencyStore
+        from spaceevo.datasets import int8_speedup, plot_speedup
+        from spaceevo.datasets import LatencyStore
 
         if not db.is_file():
             raise FileNotFoundError(f"--db {str(db)!r} does not exist")

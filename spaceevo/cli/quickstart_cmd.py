@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency._protocol import ROUND_REPEATS, ROUNDS
+from spaceevo.latency import ROUND_REPEATS, ROUNDS
 
 from ._common import JsonOpt, emit, table
 

@@ -62,27 +62,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Extract a subnet with inherited weights, recalibrate BatchNorm, export ONNX (and INT8)."""
-        from torch.utils.data import DataLoader
+        from spaceevo.search.supernet import extract_subnet
 
-        from spaceevo.search.supernet import export_onnx, load_dataset, load_supernet, recalibrate_bn
-        from spaceevo.search.supernet._export import quantize_int8
-
-        net, state = load_supernet(checkpoint)
-        if str(net.space) != space:
-            raise ValueError(f"--space {space!r} does not match the checkpoint's space {str(net.space)!r}")
-        cfg = state["config"]
-        data = load_dataset(cfg["dataset"], cfg["image_size"], cfg["val_fraction"], cfg["seed"])
-        loader = DataLoader(data.train, batch_size=cfg["batch_size"], shuffle=False)
-        batches = [x for _, (x, _y) in zip(range(cfg["bn_batches"]), loader)]
-        static = recalibrate_bn(net.extract(subnet).set_fake_quant(False), batches)  # BN as the float export runs
-        path = export_onnx(static, output, resolution)
-        result = {"subnet": subnet, "space": space, "onnx": str(path)}
-        if int8:
-            r = resolution or static.subnet.resolution
-            import torch.nn.functional as F
-
-            calib = [F.interpolate(b[:1], size=(r, r), mode="bilinear").numpy() for b in batches]
-            result["onnx_int8"] = str(quantize_int8(path, path.with_suffix(".int8.onnx"), calib[:4]))
+        result = extract_subnet(checkpoint, subnet, output, space, int8=int8, resolution=resolution)
         emit(result, as_json, lambda r: table("extracted subnet", list(r), [list(r.values())]))
 
     @app.command("supernet-report")
@@ -145,42 +127,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Block-wise distillation look-up tables (NSR loss vs a teacher) in the public CSV format."""
-        import torch
-        from torch.utils.data import DataLoader
-
-        from spaceevo.predictors import load_predictor
-        from spaceevo.search._tables import DEVICE_PREDICTORS
-        from spaceevo.search.supernet import load_dataset, load_supernet, recalibrate_bn
-        from spaceevo.search.supernet._distill import DistillConfig, distill_tables
-        from spaceevo.space import SearchSpace
+        from spaceevo.search.supernet import DistillConfig, distill_checkpoint
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         cfg = DistillConfig(steps=steps, qat_steps=qat_steps, batch_size=batch_size, lr=lr, rows=rows, seed=seed)
-        net, state = load_supernet(teacher)
-        hyper = net.space.hyperspace
-        keys: list[tuple[int, int, int]] = []
-        if space:
-            sp = SearchSpace.parse(space)
-            if sp.hyperspace.name != hyper.name:
-                raise ValueError(f"--space {space!r} is not in the teacher's hyperspace {hyper.name!r}")
-            keys += [(s, b, w) for s, (b, w) in enumerate(zip(sp.block_types, sp.windows), start=1)]
-        for t in tables:
-            parts = t.split("_")
-            if len(parts) != 3 or not all(p.isdigit() for p in parts):
-                raise ValueError(f"--table {t!r} must be S_B_W, e.g. 3_1_2")
-            keys.append(tuple(int(p) for p in parts))
-        if not keys:
-            raise ValueError("give --space SPACE and/or --table S_B_W")
-        ck = state["config"]
-        size = image_size or ck["image_size"]
-        ds = load_dataset(data or ck["dataset"], size, ck["val_fraction"], ck["seed"])
-        train_x = torch.cat([x for x, _ in DataLoader(ds.train, batch_size=256)])
-        val_x = torch.cat([x for x, _ in DataLoader(ds.val, batch_size=256)])
-        sub = teacher_subnet or str(net.max_subnet())
-        static = recalibrate_bn(net.extract(sub).set_fake_quant(False), [train_x[i:i + 64] for i in range(0, 512, 64)])
-        pred = load_predictor(predictor or DEVICE_PREDICTORS[hyper.name])
-        summary = distill_tables(static, train_x, val_x, out, list(dict.fromkeys(keys)), pred, cfg,
-                                 progress=not as_json)
+        summary = distill_checkpoint(teacher, out, space, tables, teacher_subnet, data, image_size, predictor, cfg,
+                                     progress=not as_json)
         cols = ["table", "rows", "nsr_max_config", "nsr_min_config", "nsr_min", "nsr_max", "time_s"]
-        emit(summary, as_json, lambda rs: table(f"distillation tables -> {out / hyper.name}", cols,
+        folder = Path(summary[0]["path"]).parent  # out / <hyperspace>
+        emit(summary, as_json, lambda rs: table(f"distillation tables -> {folder}", cols,
                                                 [[r[c] for c in cols] for r in rs]))
