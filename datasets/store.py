@@ -204,6 +204,27 @@ class LatencyStore:
             out.setdefault((kind, key), {})[int(rnd)] = json.loads(stats)
         return out
 
+    def read_rounds(self, device: str | None = None, dtype: str | None = None, threads: int | None = None,
+                    stats: bool = False):
+        """Finished timing rounds as a ``pandas.DataFrame``: kind, key, device, dtype, threads, round, created_at.
+
+        ``created_at`` (ISO time, ms) is when the round was stored, so the gaps between consecutive rounds of
+        a run are what timing each round cost; ``stats=True`` adds the round's statistics (dicts, with samples).
+        """
+        import pandas as pd
+
+        where, args = [], []
+        for col, value in (("device", device), ("dtype", dtype), ("threads", threads)):
+            if value is not None:
+                where.append(f"{col}=?")
+                args.append(int(value) if col == "threads" else value)
+        cols = "kind, key, device, dtype, threads, round, created_at" + (", stats" if stats else "")
+        sql = f"SELECT {cols} FROM rounds" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        df = pd.read_sql_query(sql, self.conn, params=args)
+        if stats:
+            df["stats"] = [json.loads(s) for s in df["stats"]]
+        return df
+
     def set_device_status(self, name: str, backend: str, status: str = "ok", reason: str | None = None,
                           device: str | None = None, fingerprint_id: str | None = None) -> None:
         """Record a farm device's state: ``ok``, or ``quarantined`` with the reason (the last state is kept).

@@ -35,6 +35,9 @@ from ._registry import (
 
 # name -> private module that defines it; loaded on first access
 _LAZY = {
+    **dict.fromkeys(("ADAPT_METHODS", "ADAPT_STRATEGIES", "AdaptSource", "adapt_predictor", "select_units"), "._adapt"),
+    "run_adapt": "._adapt_run",
+    "TransferLatencyRegressor": "._transfer",
     **dict.fromkeys(("FORMAT_VERSION", "LatencyPredictor", "PredictorFileError", "block_rows", "dataset_digest"),
                     "._bundle"),
     **dict.fromkeys(("only_device", "train_from_store", "train_predictor", "training_rows"), "._training"),

@@ -29,6 +29,7 @@ from ._features import (CONFIG_FIELDS, FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_
 from ._metrics import latency_metrics
 from ._target import check_target, reference_ms, with_target
 from . import _lut_estimator  # noqa: F401  (registers the "spaceevo-lut" estimator of the built-ins)
+from . import _transfer  # noqa: F401  (registers the "transfer" estimator of adapted predictors)
 
 log = logging.getLogger(__name__)
 

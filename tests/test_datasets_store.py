@@ -171,3 +171,19 @@ def test_farm_device_status_is_kept_per_device(tmp_path):
                                                                 "AdbError: gone", "adb-pixel-7")
         with pytest.raises(ValueError, match=r"status='lost' is not in \['ok', 'quarantined'\]"):
             st.set_device_status("pixel-a", "adb", "lost")
+
+
+def test_read_rounds_gives_each_round_with_its_time(tmp_path):
+    with LatencyStore(tmp_path / "r.db") as st:
+        for r in range(3):
+            st.add_round(BLOCK, "dev", "int8", 1, r, stats(1.0 + r))
+        st.add_round(MODEL, "dev", "fp32", 1, 0, stats(5.0))
+        st.add_round(MODEL, "other", "int8", 2, 0, stats(5.0))
+        df = st.read_rounds(device="dev", dtype="int8", threads=1)
+        assert list(df.columns) == ["kind", "key", "device", "dtype", "threads", "round", "created_at"]
+        assert df["round"].tolist() == [0, 1, 2] and set(df["key"]) == {BLOCK.key}
+        times = pd.to_datetime(df["created_at"])
+        assert times.is_monotonic_increasing
+        full = st.read_rounds(stats=True)
+        assert len(full) == 5 and full["stats"].iloc[2]["median_ms"] == 3.0
+        assert len(st.read_rounds(threads=2)) == 1

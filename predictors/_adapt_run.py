@@ -1,0 +1,195 @@
+"""``spaceevo adapt`` end to end: sources, candidate units, profiling the chosen ones (resumable), fit, bundle.
+
+The candidates are planned as ``spaceevo profile`` plans them (``space`` sampler: every block of a search
+space or hyperspace at the resolutions); the choice of units depends only on the sources, the candidates
+and the seed, so a rerun chooses the same units and the collector (``latency.run_profile``) skips those
+already in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ._adapt import AdaptSource, adapt_predictor, check_source, select_units, source_log_predictions, unit_arrays
+from spaceevo.datasets import LatencyStore
+from spaceevo.latency import (ROUNDS, BlockUnit, SubnetUnit, check_dtype, create_backend, default_device,
+                              get_sampler, list_backends, random_subnets, run_profile)
+
+from ._registry import describe_predictors, load_predictor
+
+MAX_COVER = 2000  # candidates of one type the unit choice looks at (a seeded subset beyond that)
+
+
+def resolve_sources(names: Sequence[str] | None, dtype: str, unit_types: Sequence[str],
+                    cross_dtype: bool = False) -> tuple[list[AdaptSource], dict[str, str]]:
+    """Source predictors: ``names`` (registered names or paths, each must fit), else every installed one that fits.
+
+    Returns the usable sources and, for the installed ones left out, why.
+
+    Raises
+    ------
+    ValueError
+        A named source of another dtype, of an unknown feature schema or lacking a unit type; no usable source.
+    """
+    skipped: dict[str, str] = {}
+    if names:
+        out = []
+        for name in dict.fromkeys(names):
+            src = AdaptSource(str(name), load_predictor(name))
+            check_source(src, dtype, unit_types, cross_dtype)
+            out.append(src)
+        return out, skipped
+    out = []
+    for row in describe_predictors():
+        if "error" in row:
+            skipped[row["name"]] = row["error"]
+            continue
+        try:
+            src = AdaptSource(row["name"], load_predictor(row["path"]))
+            check_source(src, dtype, unit_types, cross_dtype)
+        except ValueError as exc:
+            skipped[row["name"]] = str(exc)
+            continue
+        out.append(src)
+    if not out:
+        reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no predictors installed"
+        raise ValueError(f"no installed predictor can serve dtype={dtype!r} and the unit types {sorted(unit_types)} "
+                         f"({reasons}); name sources with --from (or pass --cross-dtype)")
+    return out, skipped
+
+
+def candidate_units(space: str, resolutions: Sequence[int] | None, kind: str = "block") -> list:
+    """The units ``spaceevo profile --space SPACE --resolution R --kind KIND`` plans (every block of the space)."""
+
+    if kind not in ("block", "kernel"):
+        raise ValueError(f"kind={kind!r} is not one of ['block', 'kernel']")
+    if kind == "kernel":
+        raise ValueError("kind='kernel': no kernel predictor exists to adapt from yet (sources are block "
+                         "predictors); adapt block predictors with kind='block'")
+    return get_sampler("space")(space=space, resolutions=list(resolutions) if resolutions else None, kind=kind)
+
+
+def _cover_subset(types: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of at most ``MAX_COVER`` candidates per type (all of small types), seeded."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for t in sorted(set(types.tolist())):
+        idx = np.nonzero(types == t)[0]
+        keep.append(idx if len(idx) <= MAX_COVER else np.sort(rng.choice(idx, MAX_COVER, replace=False)))
+    return np.sort(np.concatenate(keep))
+
+
+def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | Path, db: str | Path,
+              sources: Sequence[str] | None = None, subnets: int = 5, resolutions: Sequence[int] | None = None,
+              kind: str = "block", device: str | None = None, seed: int = 0, strategy: str = "diverse",
+              method: str = "auto", cross_dtype: bool = False, backend_opts: dict | None = None,
+              rounds: int | None = None, progress: bool = True) -> dict:
+    """Adapt a predictor to the device of ``backend``: choose units, profile them into ``db``, fit, save ``output``.
+
+    Parameters
+    ----------
+    backend, dtype : str
+        The new device's collector backend (``ort``, ``tflite``, ``adb``) and dtype.
+    budget : int
+        Units (blocks) to measure, chosen among the candidates of ``space`` at ``resolutions``.
+    space : str
+        A search space or hyperspace (the candidates, as ``spaceevo profile`` plans them).
+    output, db : path
+        The predictor bundle to write; the latency store the measurements go to (a rerun resumes).
+    sources : sequence of str, optional
+        Source predictors (names or paths); default every installed one that fits.
+    subnets : int
+        Random whole subnets of ``space`` timed end to end for the composition term.
+    resolutions, kind, device, seed : optional
+        Candidate resolutions, unit kind, device id (default the backend's), seed of the choices.
+    strategy, method : str
+        Unit choice (``diverse`` | ``random``) and transfer fit (``auto`` or a method of ``ADAPT_METHODS``).
+    cross_dtype : bool
+        Allow sources of another dtype.
+    backend_opts : dict, optional
+        Options of the collector's backend (threads, repeats, warmup, reference, cores, ...).
+    rounds : int, optional
+        Rounds a unit (default the collector's ``ROUNDS``).
+    progress : bool
+        Show the collector's progress bar.
+
+    Returns
+    -------
+    dict
+        JSON-ready summary: output, device, sources chosen and skipped, method, units, seconds.
+
+    Raises
+    ------
+    ValueError
+        Bad budget or subnets, unusable sources, an unknown or unavailable backend.
+    """
+    started = time.perf_counter()
+    check_dtype(dtype)
+    if backend not in list_backends():
+        raise ValueError(f"backend={backend!r} is not one of {list_backends()}")
+    be = create_backend(backend, **(backend_opts or {}))
+    try:
+        be.require()
+    except Exception as exc:  # not installed here, or no device: say why and what is usable
+        usable = [b for b in list_backends() if b != backend and _available(b)]
+        raise ValueError(f"backend={backend!r} is not available on this machine ({exc}); "
+                         f"usable here: {usable}") from None
+    if not isinstance(subnets, int) or subnets < 0:
+        raise ValueError(f"subnets={subnets!r} must be an integer >= 0")
+    units = candidate_units(space, resolutions, kind)
+    configs = [u.block for u in units]
+    types, X = unit_arrays(configs)
+    if not isinstance(budget, int) or not 1 <= budget <= len(units):
+        raise ValueError(f"budget={budget!r} must be between 1 and the {len(units)} candidate units of {space} at "
+                         f"{list(resolutions) if resolutions else 'its LUT resolutions'} (kind {kind})")
+    srcs, skipped = resolve_sources(sources, dtype, sorted(set(types.tolist())), cross_dtype)
+    keep = _cover_subset(types, seed)
+    S = source_log_predictions(srcs, types[keep], X[keep])
+    chosen = keep[select_units(types[keep], X[keep], S, budget, strategy, seed)]
+    plan = [BlockUnit(configs[i]) for i in chosen]
+    # seed + 1: never the subnets 'spaceevo validate' draws by default (seed 0), which would leak into the check
+    whole = random_subnets(space, subnets, resolutions, seed=seed + 1) if subnets else []
+    plan += list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sp, sn in whole))
+    dev = device or default_device(be)
+    t0 = time.perf_counter()
+    with LatencyStore(db) as store:
+        summary = run_profile(plan, be, [dtype], db=store, device=dev, seed=seed, progress=progress,
+                              rounds=ROUNDS if rounds is None else rounds)
+        rows = store.read_measurements(device=dev, dtype=dtype, status="ok")
+        fps = store.fingerprints()
+    profile_s = time.perf_counter() - t0
+    rows = rows[rows["threads"] == be.threads]
+    wanted = {(u.kind, u.key) for u in plan}
+    rows = rows[[k in wanted for k in zip(rows["kind"], rows["key"])]].reset_index(drop=True)
+    if not (rows["kind"] == "block").any():
+        raise RuntimeError(f"none of the {budget} chosen units could be measured on {dev} (see the store's error "
+                           f"column in {db})")
+    fp_id = rows["fingerprint_id"].dropna().iloc[0] if rows["fingerprint_id"].notna().any() else None
+    info = {"budget": int(budget), "subnets_planned": int(len(whole)), "candidates": int(len(units)),
+            "space": space, "resolutions": list(resolutions) if resolutions else None, "kind": kind,
+            "strategy": strategy, "seed": int(seed), "backend": backend, "threads": int(be.threads),
+            "profile_seconds": round(profile_s, 2), "units_measured_now": int(summary["measured"]),
+            "units_reused": int(summary["skipped"]), "failed": int(summary["failed"])}
+    pred = adapt_predictor(srcs, rows, device=dev, dtype=dtype, method=method,
+                           fingerprint=fps.get(fp_id) if fp_id else None, info=info)
+    pred._manifest["adaptation"]["adapt_seconds"] = round(time.perf_counter() - started, 2)
+    path = pred.save(output)
+    ad = pred.manifest["adaptation"]
+    return {"output": str(path), "device": dev, "dtype": dtype, "db": str(db), "budget": int(budget),
+            "subnets": ad["n_subnets"], "units": ad["n_units"], "failed": info["failed"],
+            "sources": ad["sources"], "source_ranking": ad["source_ranking"], "skipped_sources": skipped,
+            "method": ad["method"], "method_cv_log_rmse": ad["method_cv_log_rmse"],
+            "profile_seconds": info["profile_seconds"], "fit_seconds": ad["fit_seconds"],
+            "adapt_seconds": ad["adapt_seconds"], "composition": pred.composition,
+            "unit_train": pred.manifest["metrics"]["unit_train"]}
+
+
+def _available(name: str) -> bool:
+    try:
+        return bool(create_backend(name).available())
+    except Exception:  # a backend that cannot even be built is not usable
+        return False

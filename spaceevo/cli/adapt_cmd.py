@@ -1,0 +1,81 @@
+"""``spaceevo adapt``: a new device's predictor from other devices' predictors and a few measured units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import JsonOpt, emit, table
+
+
+def _render(s: dict) -> None:
+    src = ", ".join(f"{x['name']} (w {x['weight']:.2f})" for x in s["sources"])
+    table(f"adapted predictor -> {s['output']} ({s['device']}, {s['dtype']}; from {src}; method {s['method']})",
+          ["units", "subnets", "failed", "profiling (s)", "fit (s)", "total (s)", "unit MAPE (fit)"],
+          [[s["units"], s["subnets"], s["failed"], s["profile_seconds"], s["fit_seconds"], s["adapt_seconds"],
+            f"{s['unit_train']['mape']:.2f}%"]])
+    table("sources ranked on the measured units (leave-one-out RMSE of log latency)", ["source", "LOO RMSE", "tau"],
+          [[r["name"], f"{r['loo_log_rmse']:.4f}", f"{r['kendall_tau']:.3f}"] for r in s["source_ranking"]])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``adapt`` to ``app``."""
+
+    @app.command("adapt")
+    def adapt(
+        backend: str = typer.Option(..., "--backend", help="Collector backend of the new device: ort | tflite | adb."),
+        dtype: str = typer.Option("int8", "--dtype", help="int8 | fp32"),
+        budget: int = typer.Option(..., "--budget", help="Blocks to measure on the new device (N)."),
+        output: Path = typer.Option(..., "-o", "--output", help="Predictor file to write (NAME.json.gz)."),
+        sources: Optional[list[str]] = typer.Option(None, "--from", help="Source predictor (name or path; "
+                                                                          "repeatable). Default: every installed "
+                                                                          "predictor that fits."),
+        subnets: int = typer.Option(5, "--subnets", help="Random whole subnets timed for the composition term."),
+        space: Optional[str] = typer.Option(None, "--space", help="Search space (onnxw-151122-023231) or hyperspace: "
+                                                                  "the candidate units, as 'profile' plans them."),
+        hyperspace: Optional[str] = typer.Option(None, "--hyperspace", help="Hyperspace (onnxw, mobilew) instead of "
+                                                                            "--space."),
+        resolution: Optional[list[int]] = typer.Option(None, "--resolution", help="Input resolution(s) (repeatable)."),
+        kind: str = typer.Option("block", "--kind", help="block | kernel"),
+        threads: int = typer.Option(1, "--threads", help="Intra-op threads."),
+        device: Optional[str] = typer.Option(None, "--device", help="Device id (default <backend>-<cpu slug>)."),
+        db: Path = typer.Option(Path("adapt.db"), "--db", help="SQLite store of the measurements (a rerun resumes)."),
+        cross_dtype: bool = typer.Option(False, "--cross-dtype", help="Allow sources of another dtype."),
+        strategy: str = typer.Option("diverse", "--strategy", help="Unit choice: diverse | disagree | random"),
+        method: str = typer.Option("auto", "--method", help="auto | scale | linear | per-type | boost"),
+        rounds: Optional[int] = typer.Option(None, "--rounds", help="Rounds a unit (default: the collector's)."),
+        repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed samples per round (default: the "
+                                                                      "collector's)."),
+        core: Optional[list[int]] = typer.Option(None, "--core", help="Pin timing to these cores (repeatable)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the unit and subnet choice."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Adapt source predictors to a new device with N measured blocks (+ a few whole subnets); resumable."""
+        from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, list_backends
+        from spaceevo.predictors import ADAPT_METHODS, run_adapt
+
+        if backend not in list_backends():
+            raise ValueError(f"--backend {backend!r} is not one of {list_backends()}")
+        if (space is None) == (hyperspace is None):
+            raise ValueError("give exactly one of --space (a search space or hyperspace) and --hyperspace")
+        from spaceevo.predictors import ADAPT_STRATEGIES
+
+        if strategy not in ADAPT_STRATEGIES:
+            raise ValueError(f"--strategy {strategy!r} is not one of {list(ADAPT_STRATEGIES)}")
+        if method not in ADAPT_METHODS:
+            raise ValueError(f"--method {method!r} is not one of {list(ADAPT_METHODS)}")
+        if budget < 1:
+            raise ValueError(f"--budget {budget} must be >= 1")
+        if subnets < 0:
+            raise ValueError(f"--subnets {subnets} must be >= 0")
+        opts = {"threads": threads, "repeats": repeats or ROUND_REPEATS, "warmup": ROUND_WARMUP, "cores": core or None}
+        if backend != "adb":
+            opts["reference"] = True
+        summary = run_adapt(backend, dtype, budget, space or hyperspace, output, db, sources=sources, subnets=subnets,
+                            resolutions=resolution, kind=kind, device=device, seed=seed, strategy=strategy,
+                            method=method, cross_dtype=cross_dtype, backend_opts=opts, rounds=rounds,
+                            progress=progress and not as_json)
+        emit(summary, as_json, _render)
