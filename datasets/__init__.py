@@ -11,6 +11,7 @@ from typing import Any
 
 from . import block_lut
 from .block_lut import DEVICE_PREDICTORS, LUT_COLUMNS, LutKey, lut_files, parse_stage_config, read_lut, row_blocks
+from .fusion_rules import load_fusion_rules, save_fusion_rules, stored_fusion_rules
 from .store import COLUMNS, SCHEMA_VERSION, STAT_FIELDS, LatencyStore, read_rows
 
 # name -> module that defines it; loaded on first access
@@ -21,8 +22,8 @@ _LAZY = {
 }
 
 __all__ = sorted({*_LAZY, "COLUMNS", "DEVICE_PREDICTORS", "LUT_COLUMNS", "SCHEMA_VERSION", "STAT_FIELDS",
-                  "LatencyStore", "LutKey", "lut_files", "parse_stage_config", "read_lut", "read_rows",
-                  "row_blocks"})
+                  "LatencyStore", "LutKey", "load_fusion_rules", "lut_files", "parse_stage_config", "read_lut",
+                  "read_rows", "row_blocks", "save_fusion_rules", "stored_fusion_rules"})
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,13 @@ _LAZY = {
     **dict.fromkeys(("fixed_block_configs", "get_sampler", "list_samplers", "plan_units", "random_subnets",
                      "register_sampler", "space_block_configs", "subnet_profile_units", "subnet_units"),
                     "._samplers"),
+    **dict.fromkeys(("DEFAULT_RULES", "DetectedModel", "Kernel", "ModelInputError", "check_rules", "default_rules",
+                     "detect_kernels", "executed_graph", "get_fusion_rules", "kernel_type_counts", "list_fusion_rules",
+                     "load_onnx", "model_macs", "register_fusion_rules"), "._detect"),
+    **dict.fromkeys(("MODEL_KERNELS", "VOCAB_OF_KERNELS", "field_choices", "kernel_shapes"), "._kernel_types"),
+    **dict.fromkeys(("DEFAULT_PAIRS", "fusion_pair_units", "fusion_rules_from_times", "graph_float_ops",
+                     "measure_fusion_rules"), "._fusion"),
+    **dict.fromkeys(("OnnxModelUnit", "file_digest", "model_entries", "model_profile_units"), "._model_units"),
     "run_farm": "._farm",  # Ray itself is imported only when a farm runs
     **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
 }

@@ -18,6 +18,7 @@ from spaceevo.registry import Registry
 from spaceevo.space import (ACTIVATIONS, BlockConfig, SearchSpace, as_search_space, conv_out_hw, get_hyperspace,
                             published_subnets)
 
+from ._kernel_types import VOCAB as MODEL_VOCAB, field_choices
 from ._units import BlockUnit, KernelUnit, SubnetUnit, get_kernel, list_kernels
 
 log = logging.getLogger(__name__)
@@ -338,7 +339,12 @@ def _random_kernel(rng: np.random.Generator, name: str, ranges: dict) -> KernelU
     kt = get_kernel(name)
     cfg = {}
     for f in kt.fields:
-        if f == "act":
+        if kt.check is not None and f in MODEL_VOCAB:  # the model kernel types' categorical fields
+            cfg[f] = str(rng.choice(field_choices(name, f)))
+        elif kt.check is not None and f in ("groups", "n", "mid", "scale", "p", "kw"):
+            small = {"groups": 1, "kw": 0, "mid": int(rng.integers(8, 65))}  # kw 0: a square kernel
+            cfg[f] = small.get(f, int(rng.integers(1, 4)))
+        elif f == "act":
             cfg[f] = str(rng.choice(["relu", "relu6", "hswish", "swish"] if "relu6" in ACTIVATIONS else ACTIVATIONS))
         elif f == "k":
             cfg[f] = int(rng.choice([1, 3, 5, 7] if name.endswith("conv-bn-act") else [2 * i + 1 for i in (1, 2)]))
@@ -370,7 +376,7 @@ def sample_random(limit: int | None = 100, seed: int = 0, space: str = "onnxw", 
         h = get_hyperspace(space)
         return [BlockUnit(_random_block(rng, h, r)) for _ in range(n)]
     if kind == "kernel":
-        names = list(kernels) if kernels else list_kernels()
+        names = list(kernels) if kernels else [k for k in list_kernels() if get_kernel(k).check is None]
         for name in names:
             get_kernel(name)
         return [_random_kernel(rng, names[rng.integers(len(names))], r) for _ in range(n)]
@@ -567,3 +573,5 @@ def plan_units(space: str, sampler: str = "space", sample_opts: dict | None = No
         units += [u for u in get_sampler(sampler)(**opts) if u.key not in have]
     return units
 
+
+from . import _zoo_sampler  # noqa: E402,F401  (registers the "zoo" sampler: kernels of the model zoo's families)

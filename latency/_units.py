@@ -164,6 +164,7 @@ class KernelType:
     flat: Callable[[dict], dict]
     macs: Callable[[dict], int]
     doc: str
+    check: Callable[[dict], dict] | None = None  # validates a config itself (else the generic field rules)
 
 
 _KERNELS: Registry[KernelType] = Registry("kernel")
@@ -171,7 +172,7 @@ _REQUIRED = None
 
 
 def register_kernel(name: str, fields: dict, inputs: Callable, keras: Callable, flat: Callable,
-                    macs: Callable = lambda c: 0) -> Callable:
+                    macs: Callable = lambda c: 0, check: Callable[[dict], dict] | None = None) -> Callable:
     """Decorator: register an ONNX builder ``(cfg, b, xs) -> y`` as kernel ``name`` with its other parts.
 
     Parameters
@@ -188,6 +189,9 @@ def register_kernel(name: str, fields: dict, inputs: Callable, keras: Callable, 
         ``config -> feature columns of the store``.
     macs : callable
         ``config -> multiply-accumulates``.
+    check : callable, optional
+        ``config -> config``: validates a full config (defaults filled in) when the generic rules (positive
+        integers, odd k, stride 1 or 2, act in ACTIVATIONS) do not fit the kernel.
 
     Returns
     -------
@@ -197,7 +201,7 @@ def register_kernel(name: str, fields: dict, inputs: Callable, keras: Callable, 
 
     def deco(fn: Callable) -> Callable:
         _KERNELS.register(name, KernelType(name, dict(fields), inputs, fn, keras, flat, macs,
-                                           (fn.__doc__ or "").strip()))
+                                           (fn.__doc__ or "").strip(), check))
         return fn
 
     return deco
@@ -241,6 +245,11 @@ def _check_config(kt: KernelType, config: dict) -> dict:
     unknown = sorted(set(config) - set(kt.fields))
     if unknown:
         raise ValueError(f"kernel {kt.name!r} got unknown field(s) {unknown}; allowed fields: {sorted(kt.fields)}")
+    if kt.check is not None:
+        missing = [n for n, d in kt.fields.items() if d is _REQUIRED and n not in config]
+        if missing:
+            raise ValueError(f"kernel {kt.name!r} needs field(s) {missing}; fields: {sorted(kt.fields)}")
+        return kt.check({n: config.get(n, d) for n, d in kt.fields.items()})
     cfg = {}
     for name, default in kt.fields.items():
         value = config.get(name, default)
@@ -377,6 +386,9 @@ def make_unit(kind: str, type: str, config: dict | str) -> "BlockUnit | KernelUn
         return BlockUnit(BlockConfig(**cfg))
     if kind == "kernel":
         return KernelUnit(type, cfg)
+    if kind == "model" and type == "onnx-model":
+        return _model_units.OnnxModelUnit(cfg["path"], cfg.get("name"), cfg.get("family"), cfg.get("seed"),
+                                          cfg.get("input_shape"))
     if kind == "model":
         return SubnetUnit(cfg["space"], cfg["subnet"])
     raise ValueError(f"unknown unit kind {kind!r}; valid kinds: block, kernel, model")
@@ -515,3 +527,8 @@ _KERNELS.register("avgpool", KernelType(**{**_KERNELS.get("avgpool").__dict__,
 def _k_concat(c, b, xs):
     """Channel concatenation of two tensors (cin and cin2 channels)."""
     return b.node("Concat", list(xs), axis=1)
+
+
+# the kernel types of arbitrary CNNs (conv, dwconv, linear, se-mid, ...), found by the kernel detector
+from . import _kernel_types  # noqa: E402,F401
+from . import _model_units  # noqa: E402  (whole ONNX models: make_unit's "onnx-model" type)

@@ -82,7 +82,7 @@ def list_predictors(filter: str | Sequence[str] | None = None) -> list[str]:
 
 
 def describe_predictors() -> list[dict]:
-    """One row per predictor file: name, origin (builtin|user), path, device, dtype, estimator, created_at.
+    """One row per predictor file: name, origin (builtin|user), path, device, dtype, estimator, unit_kind, created_at.
 
     A file that cannot be read is listed with its ``error`` instead of the manifest fields.
 
@@ -97,7 +97,7 @@ def describe_predictors() -> list[dict]:
         try:
             man = _peek_manifest(path)
             row.update({"device": man.get("device"), "dtype": man.get("dtype"), "estimator": man.get("estimator"),
-                        "created_at": man.get("created_at")})
+                        "unit_kind": man.get("unit_kind", "block"), "created_at": man.get("created_at")})
         except Exception as exc:  # a broken file is listed, not fatal
             row["error"] = f"{type(exc).__name__}: {exc}"
         rows.append(row)
@@ -133,7 +133,7 @@ def predictor_path(name_or_path: str | Path) -> Path:
 
 
 def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
-    """Load a predictor by registered name or path.
+    """Load a predictor by registered name or path: a block predictor, or a kernel predictor of ONNX models.
 
     Parameters
     ----------
@@ -141,7 +141,8 @@ def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
 
     Returns
     -------
-    LatencyPredictor
+    LatencyPredictor or KernelLatencyPredictor
+        As the file's ``unit_kind`` says.
 
     Raises
     ------
@@ -152,7 +153,16 @@ def load_predictor(name_or_path: str | Path) -> "LatencyPredictor":
     """
     from ._bundle import LatencyPredictor  # lazy: pandas and scikit-learn, not for a name look-up
 
-    return LatencyPredictor.load(predictor_path(name_or_path))
+    path = predictor_path(name_or_path)
+    try:
+        kind = _peek_manifest(path).get("unit_kind", "block")
+    except Exception:  # a corrupt file: the bundle's loader names the problem
+        kind = "block"
+    if kind == "kernel":
+        from ._kernel_predictor import KernelLatencyPredictor
+
+        return KernelLatencyPredictor.load(path)
+    return LatencyPredictor.load(path)
 
 
 def install_predictor(pred: "LatencyPredictor", name: str) -> Path:

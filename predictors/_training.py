@@ -98,6 +98,49 @@ def only_device(df: pd.DataFrame, db: str | Path, dtype: str) -> str:
     return devices[0]
 
 
+def training_rows(db: str | Path, device: str | None = None, dtype: str = "int8",
+                  models_db: Sequence[str | Path] = (),
+                  note: Callable[[str], object] | None = None) -> tuple[pd.DataFrame, str]:
+    """The rows ``spaceevo train`` learns from: one device's ``dtype`` rows of a store, plus more whole models.
+
+    Parameters
+    ----------
+    db : str or Path
+        A latency store, or its CSV / Parquet export (``read_rows``).
+    device : str, optional
+        Default: the store's only device with ``dtype`` rows (``note`` says which).
+    dtype : str
+    models_db : sequence of str or Path
+        More stores whose whole-model rows (``kind == 'model'``) are added.
+    note : callable, optional
+        Receives a line about choices made for the caller (the device picked).
+
+    Returns
+    -------
+    (pandas.DataFrame, str)
+        The rows and the device.
+
+    Raises
+    ------
+    FileNotFoundError
+        A store does not exist.
+    ValueError
+        No rows of ``device`` and ``dtype``, or several devices and no ``device``.
+    """
+    df = read_rows(db, device=device, dtype=dtype)
+    if device is None:
+        device = only_device(df, db, dtype)
+        df = df[df["device"] == device]
+        if note is not None:
+            note(f"training on device {device!r} (the only device with {dtype} rows in {db})\n")
+    if df.empty:
+        raise ValueError(f"no measurements for --device {device!r} --dtype {dtype!r} in {db}")
+    for extra in models_db or []:
+        more = read_rows(extra, device=device, dtype=dtype)
+        df = pd.concat([df, more[more["kind"] == "model"]], ignore_index=True)
+    return df, device
+
+
 def train_from_store(db: str | Path, device: str | None = None, dtype: str = "int8", estimator: str = "lgbm",
                      folds: int = 5, seed: int = 0, target: str = "auto", models_db: Sequence[str | Path] = (),
                      note: Callable[[str], object] | None = None) -> LatencyPredictor:
@@ -133,17 +176,7 @@ def train_from_store(db: str | Path, device: str | None = None, dtype: str = "in
     ValueError
         No rows of ``device`` and ``dtype``, several devices and no ``device``, or a bad estimator or target.
     """
-    df = read_rows(db, device=device, dtype=dtype)
-    if device is None:
-        device = only_device(df, db, dtype)
-        df = df[df["device"] == device]
-        if note is not None:
-            note(f"training on device {device!r} (the only device with {dtype} rows in {db})\n")
-    if df.empty:
-        raise ValueError(f"no measurements for --device {device!r} --dtype {dtype!r} in {db}")
-    for extra in models_db or []:
-        more = read_rows(extra, device=device, dtype=dtype)
-        df = pd.concat([df, more[more["kind"] == "model"]], ignore_index=True)
+    df, device = training_rows(db, device, dtype, models_db, note)
     if target == "auto":
         target = auto_target(df)
     fp = None

@@ -1,4 +1,5 @@
-"""One registry idiom for every plug-in kind (blocks, hyperspaces, kernels, samplers, backends, estimators).
+"""One registry idiom for every plug-in kind (blocks, hyperspaces, zoo families, kernels, samplers, fusion rules,
+backends, estimators).
 
 Each layer keeps a ``Registry`` and exposes it in timm's style: ``register_<x>`` adds an entry,
 ``list_<x>s(filter=None)`` gives the sorted names (``filter``: shell-style patterns, e.g. ``"*conv*"``),

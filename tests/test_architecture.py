@@ -29,6 +29,7 @@ LAZY_ALLOWED = {
     ("spaceevo.predictors._query", "spaceevo.predictors.spaceevo_builtin"),  # pandas: not on the warm fast path
     ("spaceevo.predictors._query", "spaceevo.predictors._features"),  # not on the warm subnet query (start-up)
     ("spaceevo.predictors._registry", "spaceevo.predictors._bundle"),  # pandas/scikit-learn: not for name look-ups
+    ("spaceevo.predictors._registry", "spaceevo.predictors._kernel_predictor"),  # the same, for kernel predictors
 }
 
 

@@ -21,8 +21,8 @@ from spaceevo.space import BlockConfig, SearchSpace
 
 
 def test_registry():
-    assert list_samplers() == ["adaptive", "prior", "random", "space"]
-    with pytest.raises(ValueError, match="unknown sampler 'grid'; valid samplers: adaptive, prior, random, space"):
+    assert list_samplers() == ["adaptive", "prior", "random", "space", "zoo"]
+    with pytest.raises(ValueError, match="unknown sampler 'grid'; valid samplers: adaptive, prior, random, space, zoo"):
         get_sampler("grid")
 
 

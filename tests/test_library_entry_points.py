@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 
 from spaceevo.datasets import read_rows
-from spaceevo.latency import backend_options, list_backends, list_kernels, list_samplers, plan_units
+from spaceevo.latency import (backend_options, get_fusion_rules, list_backends, list_fusion_rules, list_kernels,
+                              list_samplers, plan_units)
 from spaceevo.predictors import block_rows, compose, list_estimators, only_device, train_from_store
 from spaceevo.predictors._synthetic import synthetic_measurements
 from spaceevo.registry import Registry
-from spaceevo.space import SearchSpace, as_search_space, get_block, get_hyperspace, list_blocks, list_hyperspaces
+from spaceevo.space import (SearchSpace, as_search_space, get_block, get_hyperspace, get_zoo_family, list_blocks,
+                            list_hyperspaces, list_zoo_families)
 
 SPACE = "onnxw-151122-023231"
 
@@ -29,9 +31,16 @@ def test_registry_idiom():
 
 def test_every_registry_lists_sorted_names_and_filters():
     for names in (list_blocks(), list_hyperspaces(), list_kernels(), list_samplers(), list_backends(),
-                  list_estimators()):
+                  list_estimators(), list_zoo_families(), list_fusion_rules()):
         assert names == sorted(names) and all(isinstance(n, str) for n in names)
-    assert list_kernels("*conv*") == ["conv-bn-act", "dwconv-bn-act"]
+    assert list_kernels("*conv-bn-act") == ["conv-bn-act", "dwconv-bn-act"]
+    assert list_zoo_families("mobilenet*") == ["mobilenetv1", "mobilenetv2", "mobilenetv3"]
+    assert list_fusion_rules("*-int8") == ["ort-int8", "tflite-int8"]
+    assert get_fusion_rules("ort-int8")["conv_acts"] == ["relu", "relu6"]
+    with pytest.raises(ValueError, match="unknown zoo family 'x'; valid families: alexnet, densenet"):
+        get_zoo_family("x")
+    with pytest.raises(ValueError, match="no fusion rules 'x-int8'; known: ort-fp32, ort-int8"):
+        get_fusion_rules("x-int8")
     assert list_hyperspaces("onnx*") == ["onnxw"]
     assert get_block("MobileNetV2Res").name == "MobileNetV2ResBlock"
     with pytest.raises(ValueError, match="unknown hyperspace 'x'; valid hyperspaces: mobilew, onnxw"):

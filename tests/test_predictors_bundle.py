@@ -190,7 +190,7 @@ def test_registry_user_dir(tmp_path, monkeypatch, pred):
     rows = [r for r in describe_predictors() if r["origin"] == "user"]
     assert "my-cpu" in list_predictors() and list_predictors("my-*") == ["my-cpu"]
     assert rows == [{"name": "my-cpu", "origin": "user", "path": str(path), "device": "synthetic", "dtype": "int8",
-                     "estimator": "lgbm", "created_at": pred.manifest["created_at"]}]
+                     "estimator": "lgbm", "unit_kind": "block", "created_at": pred.manifest["created_at"]}]
     assert load_predictor("my-cpu").manifest == load_predictor(path).manifest
     with pytest.raises(FileNotFoundError, match="predictor 'nope' is neither a file nor a registered name"):
         load_predictor("nope")

@@ -58,8 +58,17 @@ def register(app: typer.Typer) -> None:
               models_db: Optional[list[str]] = typer.Option(None, "--models-db",
                                                             help="more stores with whole-subnet rows for the "
                                                                  "composition term (repeatable)"),
+              kind: str = typer.Option("block", "--kind", help="block (subnets of a search space) or kernel "
+                                                               "(any ONNX model, from spaceevo profile --models)"),
               as_json: bool = JsonOpt) -> None:
         """Train a predictor for one device and dtype from profiled block (and whole-subnet) rows."""
+        if kind not in ("block", "kernel"):
+            raise ValueError(f"--kind {kind!r} is not in ['block', 'kernel']")
+        if kind == "kernel":
+            from .models_cmd import train_kernels
+
+            train_kernels(db, device, dtype, output, estimator, folds, seed, target, models_db or [], as_json)
+            return
         from spaceevo.predictors import train_from_store
 
         pred = train_from_store(db, device, dtype, estimator, folds, seed, target, models_db or [],
@@ -75,7 +84,8 @@ def register(app: typer.Typer) -> None:
                                        typer.echo(f"composition: {_composition_text(d['composition'])}")))
 
     @app.command("predict")
-    def predict(subnet: Optional[str] = typer.Argument(None, help="subnet string d..._k..._w..._e..._r..."),
+    def predict(subnet: Optional[str] = typer.Argument(None, help="subnet string d..._k..._w..._e..._r..., or an "
+                                                                  "ONNX model file (needs a kernel predictor)"),
                 space: Optional[str] = typer.Option(None, "--space", help="search space, e.g. onnxw-151122-023231"),
                 predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),
                 file: Optional[Path] = typer.Option(None, "--file", help="subnets, one per line"),
@@ -83,8 +93,17 @@ def register(app: typer.Typer) -> None:
                                                     help="one block: 'MobileNetV2ResBlock hw=112 cin=16 cout=32 "
                                                          "k=3 e=4 s=2 act=relu6'"),
                 fmt: str = typer.Option("csv", "--format", help="output of --file: csv or jsonl"),
+                input_shape: Optional[str] = typer.Option(None, "--input-shape",
+                                                          help="ONNX model: static input shape, e.g. 1,3,224,224"),
                 as_json: bool = JsonOpt) -> None:
-        """Predict the latency of a subnet (with per-block latencies), of many subnets, or of one block."""
+        """Predict the latency of a subnet (with its blocks), of many subnets, of one block or of an ONNX model."""
+        from .models_cmd import is_onnx_path
+
+        if is_onnx_path(subnet) and file is None and block is None:
+            from .models_cmd import predict_onnx
+
+            predict_onnx(subnet, predictor, input_shape, as_json)
+            return
         chosen = sum(x is not None for x in (subnet, file, block))
         if chosen != 1:
             raise ValueError("give exactly one of SUBNET, --file or --block")
@@ -134,7 +153,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("validate")
     def validate(predictor: str = typer.Option(..., "--predictor", "-p", help="registered name or file"),
-                 space: str = typer.Option(..., "--space", help="search space, e.g. onnxw-151122-023231"),
+                 space: Optional[str] = typer.Option(None, "--space", help="search space, e.g. onnxw-151122-023231"),
+                 models: Optional[Path] = typer.Option(None, "--models", help="ONNX models to measure instead (a zoo "
+                                                                              "folder or any folder of *.onnx); "
+                                                                              "needs a kernel predictor"),
                  samples: int = typer.Option(50, "--samples", help="number of random subnets"),
                  backend: str = typer.Option("ort", "--backend"),
                  dtype: str = typer.Option("int8", "--dtype"),
@@ -151,7 +173,14 @@ def register(app: typer.Typer) -> None:
                                                                      "sessions spread over the run, as `spaceevo "
                                                                      "profile` does (1: one session)"),
                  as_json: bool = JsonOpt) -> None:
-        """Measure random whole subnets and compare with the predictor: +-10%, +-5%, MAPE, Kendall tau."""
+        """Measure random whole subnets (or ONNX models) and compare with the predictor: +-10%, +-5%, MAPE, tau."""
+        if (space is None) == (models is None):
+            raise ValueError("give exactly one of --space (subnets of a search space) or --models (ONNX models)")
+        if models is not None:
+            from .models_cmd import validate_onnx
+
+            validate_onnx(predictor, models, backend, dtype, threads, rounds, repeats, db, seed, as_json)
+            return
         from spaceevo.predictors import load_predictor, validate_predictor
 
         pred = load_predictor(predictor)

@@ -80,6 +80,28 @@ def _adaptive_opts(predictor: str | None, db: Path, device: str | None, dtype: s
         return {"measurements": st.read_measurements(device=device, dtype=dtype, kind="block"), "predictor": pred}
 
 
+def _models_plan(models: Path, backend: str, dtype: str, db: Path, device: str | None, be, whole: bool) -> list:
+    """The distinct kernels of ONNX models (the device's measured fusion rules if the store has them) and the models."""
+    import sys
+
+    from spaceevo.latency import default_device, model_profile_units
+
+    rules = None
+    if db.is_file():
+        from spaceevo.datasets import LatencyStore, load_fusion_rules
+
+        with LatencyStore(db) as st:
+            rules = load_fusion_rules(st, device or default_device(be), backend, dtype)
+    plan = model_profile_units(models, backend, dtype, rules, whole=whole)
+    for op, n in sorted(plan["unsupported"].items()):
+        sys.stderr.write(f"warning: {n} {op} op(s) have no kernel type; predictions estimate them by a flagged "
+                         "fallback\n")
+    sys.stderr.write(f"{len(plan['kernels'])} distinct kernels of {len(plan['per_model'])} models"
+                     + (f", {len(plan['models'])} models whole" if whole else "")
+                     + (" (measured fusion rules)" if rules else " (default fusion rules)") + "\n")
+    return plan["kernels"] + plan["models"]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``profile``, ``devices``, the ``dataset`` group and the ``report`` group to ``app``."""
     dataset_app = typer.Typer(no_args_is_help=True, help="Inspect and export latency datasets.")
@@ -94,7 +116,8 @@ def register(app: typer.Typer) -> None:
         dtype: Optional[list[str]] = typer.Option(None, "--dtype", help="int8 and/or fp32 (repeatable; default int8)."),
         space: str = typer.Option("onnxw", "--space", help="Hyperspace (onnxw) or search space (onnxw-151122-023231)."),
         resolution: Optional[list[int]] = typer.Option(None, "--resolution", help="Input resolution(s) (repeatable)."),
-        sampler: str = typer.Option("space", "--sampler", help="space | random | prior | adaptive"),
+        sampler: str = typer.Option("space", "--sampler",
+                                    help="space | random | prior | adaptive | zoo (kernels of random zoo models)"),
         kind: str = typer.Option("block", "--kind", help="block | kernel (random and prior samplers)."),
         kernel: Optional[list[str]] = typer.Option(None, "--kernel", help="Kernel names to draw (repeatable)."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Measure at most N units (random subset, seeded)."),
@@ -140,6 +163,11 @@ def register(app: typer.Typer) -> None:
         pool: Optional[str] = typer.Option(None, "--pool", help="Devices to time on with --ray: a pool file "
                                                                 "(farm.yaml), or local (one --backend device per "
                                                                 "core of this host; the default)."),
+        models: Optional[Path] = typer.Option(None, "--models", help="Time the distinct kernels of these ONNX models "
+                                                                     "(a zoo folder or any folder of *.onnx) and "
+                                                                     "the models whole (a kernel predictor's data)."),
+        whole_models: bool = typer.Option(True, "--whole-models/--no-whole-models",
+                                          help="With --models, also time every model whole."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure failed units again."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Only count the units and what is left to do."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -167,9 +195,15 @@ def register(app: typer.Typer) -> None:
                        "kind": kind, "kernels": kernel}
         if sampler == "adaptive":
             sample_opts.update(_adaptive_opts(predictor, db, device, dtypes[0]))
-        if sampler == "space":
-            sample_opts["fixed_blocks"] = fixed_blocks
-        units = plan_units(space, sampler, sample_opts, subnets, published, published_file, note=sys.stderr.write)
+        if models is not None:
+            if subnets or published:
+                raise ValueError("--models does not combine with --subnets/--published (one plan at a time)")
+            units = _models_plan(models, backend, dtypes[0], db, device, be, whole_models)
+        else:
+            if sampler == "space":
+                sample_opts["fixed_blocks"] = fixed_blocks
+            units = plan_units(space, sampler, sample_opts, subnets, published, published_file,
+                               note=sys.stderr.write)
         if farm is not None:
             from spaceevo.datasets import LatencyStore
             from spaceevo.latency import run_farm
