@@ -96,6 +96,19 @@ def _parse_subnet(space: SearchSpace, subnet: Subnet | str) -> Subnet:
     return space.parse_subnet(subnet) if isinstance(subnet, str) else subnet
 
 
+
+def write_predictor_file(data: dict, path: str | Path) -> Path:
+    """Write a predictor's ``to_dict`` data as one JSON file, gzip unless the name ends in ``.json``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, separators=(",", ":"))
+    if path.suffix != ".json":
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
 class LatencyPredictor:
     """Latency predictor of one device and dtype: one model per block type plus a composition term.
 
@@ -360,15 +373,7 @@ class LatencyPredictor:
 
         The trees are text (LightGBM's own format), which compresses about 5x; ``load`` reads either.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), separators=(",", ":"))
-        if path.suffix != ".json":
-            with gzip.open(path, "wt", encoding="utf-8") as fh:
-                fh.write(text)
-        else:
-            path.write_text(text, encoding="utf-8")
-        return path
+        return write_predictor_file(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "<dict>") -> "LatencyPredictor":

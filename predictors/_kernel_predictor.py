@@ -25,7 +25,7 @@ import pandas as pd
 
 from spaceevo.latency import MODEL_KERNELS, default_rules, detect_kernels, kernel_shapes
 
-from ._bundle import FORMAT, FORMAT_VERSION, PredictorFileError, dataset_digest
+from ._bundle import FORMAT, FORMAT_VERSION, PredictorFileError, dataset_digest, write_predictor_file
 from ._composition import compose, fit_composition, identity_composition, terms_of
 from ._estimators import estimator_from_state, get_estimator, nnmeter_rf_params, tuned_lgbm_params
 from ._kernel_features import KERNEL_FEATURE_NAMES, kernel_feature_schema, kernel_features
@@ -285,15 +285,7 @@ class KernelLatencyPredictor:
 
     def save(self, path: str | Path) -> Path:
         """One JSON file; gzip unless the name ends in ``.json``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), separators=(",", ":"))
-        if path.suffix != ".json":
-            with gzip.open(path, "wt", encoding="utf-8") as fh:
-                fh.write(text)
-        else:
-            path.write_text(text, encoding="utf-8")
-        return path
+        return write_predictor_file(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "<dict>") -> "KernelLatencyPredictor":
