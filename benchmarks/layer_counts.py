@@ -1,7 +1,7 @@
 """Structure figures of the library (issue 13), read from the source with ``ast`` (nothing is imported).
 
-* private cross-imports: an import in library code (``spaceevo/``, ``space/``, ``latency/``, ``datasets/``,
-  ``predictors/``, ``search/``) of a private module ``spaceevo.<pkg>._x`` (absolute, relative, or
+* private cross-imports: an import in library code (``spaceevo/``: the layers ``space/``, ``latency/``,
+  ``datasets/``, ``predictors/``, ``search/`` and the CLI and quick start beside them) of a private module ``spaceevo.<pkg>._x`` (absolute, relative, or
   ``from spaceevo.<pkg> import _x``) by a module outside package ``spaceevo.<pkg>`` itself (a subpackage,
   e.g. ``search.supernet`` taking ``search._tables``, counts as outside);
 * function-level intra-project imports: imports of ``spaceevo`` modules inside a function body, in the
@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# folder -> package name (setup.cfg's package_dir)
-FOLDERS = {"spaceevo": "spaceevo", "space": "spaceevo.space", "latency": "spaceevo.latency",
-           "datasets": "spaceevo.datasets", "predictors": "spaceevo.predictors", "search": "spaceevo.search"}
+# folder -> package name (the library is one tree, as installed; benchmarks/ and tests/ are not library code)
+FOLDERS = {"spaceevo": "spaceevo"}
 LAYERS = ("space", "latency", "datasets", "predictors", "search")
 
 

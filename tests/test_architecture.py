@@ -1,10 +1,8 @@
 """The layer rules of the README, enforced: import-linter's contracts (``[importlinter]`` in setup.cfg), no
 private cross-imports, imports at module top.
 
-import-linter's graph builder walks the folders of the root package, and ``spaceevo``'s layers live in
-folders mapped by ``package_dir`` (``space/`` is ``spaceevo.space``): the tests lay the sources out as one
-``spaceevo/`` tree in a temporary folder, as an installed wheel has them, and lint that. Each rule is also
-checked against a copy with a violation planted, so a check that cannot fail would fail here.
+The contracts are linted on the checkout itself (``lint-imports`` from the project root does the same). Each
+rule is also checked against a copy with a violation planted, so a check that cannot fail would fail here.
 """
 
 from __future__ import annotations
@@ -40,21 +38,10 @@ def _layer_counts():
     return module
 
 
-def _package_dirs() -> dict[str, str]:
-    cfg = configparser.ConfigParser()
-    cfg.read(SETUP_CFG)
-    pairs = (line.split("=") for line in cfg["options"]["package_dir"].strip().splitlines())
-    return {name.strip(): folder.strip() for name, folder in pairs}
-
-
-def _installed_tree(dest: Path) -> Path:
-    """Copy the library's sources into ``dest/spaceevo/...`` as installed (benchmarks left out); returns ``dest``."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "builtin")
-    for name, folder in sorted(_package_dirs().items()):
-        if name == "spaceevo.benchmarks":
-            continue
-        target = dest.joinpath(*name.split("."))
-        shutil.copytree(ROOT / folder, target, ignore=ignore, dirs_exist_ok=True)
+def _library_copy(dest: Path) -> Path:
+    """Copy the library's sources (``spaceevo/``) into ``dest/spaceevo``; returns ``dest``."""
+    shutil.copytree(ROOT / "spaceevo", dest / "spaceevo", ignore=shutil.ignore_patterns("__pycache__", "*.pyc",
+                                                                                        "builtin"))
     return dest
 
 
@@ -65,22 +52,17 @@ def _lint(tree: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return _installed_tree(tmp_path_factory.mktemp("installed"))
-
-
-def test_contracts_hold(tree):
+def test_contracts_hold():
     cfg = configparser.ConfigParser()
     cfg.read(SETUP_CFG)
     assert {s.split(":")[-1] for s in cfg.sections() if s.startswith("importlinter:contract:")} == CONTRACTS
-    res = _lint(tree)
+    res = _lint(ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in res.stdout
 
 
-def test_contracts_catch_violations(tree, tmp_path):
-    bad = shutil.copytree(tree, tmp_path / "bad")
+def test_contracts_catch_violations(tmp_path):
+    bad = _library_copy(tmp_path / "bad")
     with open(bad / "spaceevo" / "space" / "_ops.py", "a") as f:  # a lower layer importing a higher one
         f.write("\nimport spaceevo.search  # noqa\n")
     with open(bad / "spaceevo" / "predictors" / "_metrics.py", "a") as f:  # another package's private module
@@ -103,7 +85,7 @@ def test_private_cross_import_check_fails_on_one(tmp_path):
     counts = _layer_counts()
     for folder in counts.FOLDERS:
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "builtin"))
-    with open(tmp_path / "search" / "supernet" / "_quant.py", "a") as f:
+    with open(tmp_path / "spaceevo" / "search" / "supernet" / "_quant.py", "a") as f:
         f.write("\nfrom .._tables import QTTables  # noqa\n")
     found = [(module, target) for module, _line, target in counts.private_cross_imports(tmp_path)]
     assert found == [("spaceevo.search.supernet._quant", "spaceevo.search._tables")]
