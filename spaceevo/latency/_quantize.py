@@ -144,6 +144,7 @@ def quantize_onnx_int8(model, seed: int = 0, n_calib: int = 8, quant_format: str
         A setting is not one of its allowed values, or ``calibration`` is empty.
     """
     import onnx
+    import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -173,6 +174,7 @@ def quantize_onnx_int8(model, seed: int = 0, n_calib: int = 8, quant_format: str
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # quantize_static logs a pre-processing hint per model
+    ort.set_default_logger_severity(3)  # its calibration sessions warn about every folded initializer
     try:
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -183,3 +185,4 @@ def quantize_onnx_int8(model, seed: int = 0, n_calib: int = 8, quant_format: str
             return onnx.load(str(dst))
     finally:
         root.setLevel(level)
+        ort.set_default_logger_severity(2)  # onnxruntime's default

@@ -138,7 +138,7 @@ def generate_zoo(out_dir: str | Path, families: Sequence[str] | str = "all", per
     Parameters
     ----------
     out_dir : folder to write (created; existing models of the same name are overwritten).
-    families : family names, or ``"all"``.
+    families : family names (a list, or one comma-separated string), or ``"all"``.
     per_family : models per family (1..99).
     seed : base seed; models of different base seeds never coincide (train on one, validate on another).
     resolution : fixed input resolution, or None to draw it per model from ``RESOLUTIONS``.
@@ -154,7 +154,9 @@ def generate_zoo(out_dir: str | Path, families: Sequence[str] | str = "all", per
     """
     import onnx
 
-    names = list_zoo_families() if families == "all" or list(families) == ["all"] else list(families)
+    if isinstance(families, str):
+        families = [f.strip() for f in families.split(",") if f.strip()]
+    names = list_zoo_families() if list(families) == ["all"] else list(families)
     for f in names:
         get_zoo_family(f)
     out = Path(out_dir)
