@@ -183,3 +183,23 @@ def test_factorised_kernels_keep_their_shape():
     assert d.kernels[0].config == {"hw": 16, "cin": 16, "cout": 8, "k": 1, "kw": 7, "stride": 1, "groups": 1,
                                    "act": "relu"}
     assert d.kernels[0].unit().macs == d.macs == 16 * 16 * 8 * 16 * 7
+
+
+def test_convs_sharing_a_bias_through_identity_still_run_in_int8():
+    # torch.onnx constant folding shares equal tensors through Identity nodes; quantize_static alone would
+    # leave such convolutions in FP32 (DequantizeLinear -> Conv -> QuantizeLinear in the executed graph)
+    rng = np.random.default_rng(0)
+    w1, w2 = (onnx.numpy_helper.from_array(rng.normal(size=(16, 16, 3, 3)).astype(np.float32), n) for n in "ab")
+    bias = onnx.numpy_helper.from_array(np.zeros(16, np.float32), "bias")
+    nodes = [helper.make_node("Identity", ["bias"], ["bias_1"]), helper.make_node("Identity", ["bias"], ["bias_2"]),
+             helper.make_node("Conv", ["input", "a", "bias_1"], ["y1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "b", "bias_2"], ["y2"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)],
+                              initializer=[w1, w2, bias])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 10
+    ops = [n.op_type for n in executed_graph(m, "int8").graph.node]
+    assert ops.count("QLinearConv") == 2 and "Conv" not in ops, ops
+    assert [k.type for k in detect_kernels(m).kernels] == ["conv", "conv"]

@@ -106,6 +106,35 @@ class BatchCalibrationReader:
         self._it = iter(self.data)
 
 
+def _inline_identity_initializers(model):
+    """A copy of ``model`` where each Identity of an initializer is replaced by a copy of that initializer.
+
+    ``torch.onnx`` constant folding shares equal tensors (e.g. the zero biases of freshly folded BatchNorms)
+    through Identity nodes; ``quantize_static`` sees no initializer behind them and leaves those
+    convolutions in FP32. onnxruntime's own pre-processing removes such Identities the same way.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    identities = [n for n in model.graph.node if n.op_type == "Identity" and n.input[0] in inits]
+    if not identities:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph_outputs = {o.name for o in out.graph.output}
+    keep = []
+    for n in out.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in graph_outputs:
+            out.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[n.input[0]]),
+                                                                 n.output[0]))
+        else:
+            keep.append(n)
+    del out.graph.node[:]
+    out.graph.node.extend(keep)
+    return out
+
+
 def quantize_onnx_int8(model, seed: int = 0, n_calib: int = 8, quant_format: str = "qdq",
                        activation_type: str = "uint8", weight_type: str = "int8", per_channel: bool = True,
                        calibration: Iterable[np.ndarray] | None = None, calibrate_method: str = "minmax"):
@@ -113,6 +142,8 @@ def quantize_onnx_int8(model, seed: int = 0, n_calib: int = 8, quant_format: str
 
     Defaults: QDQ format, per-channel int8 weights, uint8 activations (VNNI's u8 x s8 path), asymmetric
     activations and symmetric weights, calibrated on ``n_calib`` seeded random inputs (as for latency).
+    Identity nodes of initializers (shared tensors of a ``torch.onnx`` export) are inlined first, as
+    onnxruntime's quantisation pre-processing does, so that every convolution gets its integer kernel.
 
     Parameters
     ----------
@@ -178,7 +209,7 @@ def quantize_onnx_int8(model, seed: int = 0, n_calib: int = 8, quant_format: str
     try:
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            onnx.save(model, str(src))
+            onnx.save(_inline_identity_initializers(model), str(src))
             quantize_static(str(src), str(dst), reader, quant_format=fmt, per_channel=per_channel,
                             activation_type=qtype[activation_type], weight_type=qtype[weight_type],
                             extra_options=extra, **options)
