@@ -186,13 +186,13 @@ def test_factorised_kernels_keep_their_shape():
 
 
 def test_convs_sharing_a_bias_through_identity_still_run_in_int8():
-    # torch.onnx constant folding shares equal tensors through Identity nodes; quantize_static alone would
-    # leave such convolutions in FP32 (DequantizeLinear -> Conv -> QuantizeLinear in the executed graph)
+    # torch.onnx constant folding shares equal tensors through Identity nodes; quantize_static alone leaves
+    # the convolution that reads a shared bias through one in FP32 (DequantizeLinear -> Conv -> QuantizeLinear)
     rng = np.random.default_rng(0)
     w1, w2 = (onnx.numpy_helper.from_array(rng.normal(size=(16, 16, 3, 3)).astype(np.float32), n) for n in "ab")
     bias = onnx.numpy_helper.from_array(np.zeros(16, np.float32), "bias")
-    nodes = [helper.make_node("Identity", ["bias"], ["bias_1"]), helper.make_node("Identity", ["bias"], ["bias_2"]),
-             helper.make_node("Conv", ["input", "a", "bias_1"], ["y1"], pads=[1, 1, 1, 1]),
+    nodes = [helper.make_node("Identity", ["bias"], ["bias_2"]),
+             helper.make_node("Conv", ["input", "a", "bias"], ["y1"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["y1"], ["r1"]),
              helper.make_node("Conv", ["r1", "b", "bias_2"], ["y2"], pads=[1, 1, 1, 1])]
     graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 8, 8])],
