@@ -156,7 +156,7 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
         # only units without a final row have rounds to resume
         assert st.count() == 2 and list(st.rounds_done("dev", "int8", 1)) == [("kernel", KERNEL.key)]
     con = sqlite3.connect(path)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
     con.close()
 
 

@@ -21,6 +21,11 @@ def test_repeatability_summary():
     r = V._repeatability(np.array([10.0, 10.0, 10.0]), np.array([10.0, 10.4, 12.0]))
     assert r["n"] == 3 and r["median_abs_rel_diff"] == pytest.approx(0.04)
     assert r["max_abs_rel_diff"] == pytest.approx(0.2) and r["within_5pct"] == pytest.approx(200 / 3)
+    assert r["median_rel_diff"] == pytest.approx(0.04) and "error_within_noise" not in r
+    small = V._repeatability(np.array([10.0, 10.0, 10.0]), np.array([10.0, 10.4, 12.0]), np.array([0.01, -0.03, 0.2]))
+    assert small["median_abs_error"] == pytest.approx(0.03) and small["error_within_noise"] is True
+    big = V._repeatability(np.array([10.0, 10.0]), np.array([10.1, 9.9]), np.array([0.05, -0.06]))
+    assert big["error_within_noise"] is False
 
 
 @pytest.fixture(scope="module")

@@ -202,7 +202,13 @@ def register(app: typer.Typer) -> None:
             if "repeatability" in d:
                 r = d["repeatability"]
                 typer.echo(f"repeatability ({r['n']} subnets measured twice): median |difference| "
-                           f"{100 * r['median_abs_rel_diff']:.2f}%, max {100 * r['max_abs_rel_diff']:.2f}%")
+                           f"{100 * r['median_abs_rel_diff']:.2f}%, max {100 * r['max_abs_rel_diff']:.2f}%, "
+                           f"median second/first {100 * r.get('median_rel_diff', 0.0):+.2f}%")
+                if "error_within_noise" in r:
+                    verdict = ("within the measurement's own noise" if r["error_within_noise"] else
+                               f"{r['median_abs_error'] / max(r['median_abs_rel_diff'], 1e-9):.1f}x the "
+                               "measurement's own noise")
+                    typer.echo(f"prediction error: median |error| {100 * r['median_abs_error']:.2f}%, {verdict}")
         emit(data, as_json, render)
 
     @predictors_app.command("list")

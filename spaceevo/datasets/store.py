@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STAT_FIELDS: tuple[str, ...] = ("median_ms", "mean_ms", "std_ms", "min_ms", "p90_ms", "cv", "n", "attempts", "loops",
-                               "rounds", "round_cv", "ratio", "ref_ms", "ref_min_ms")
+                               "rounds", "round_cv", "ratio", "ref_ms", "ref_min_ms", "other_cpu", "steal")
 FLAT_FIELDS: tuple[str, ...] = ("hw", "cin", "cout", "k", "e", "stride", "act")
 COLUMNS: tuple[str, ...] = (
     "id", "kind", "type", *FLAT_FIELDS, "macs", "config", "key", "device", "backend", "dtype", "threads",
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     device TEXT NOT NULL, backend TEXT NOT NULL, dtype TEXT NOT NULL, threads INTEGER NOT NULL,
     median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, p90_ms REAL, cv REAL,
     n INTEGER, attempts INTEGER, loops INTEGER, rounds INTEGER, round_cv REAL,
-    ratio REAL, ref_ms REAL, ref_min_ms REAL,
+    ratio REAL, ref_ms REAL, ref_min_ms REAL, other_cpu REAL, steal REAL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     error TEXT,
     fingerprint_id TEXT REFERENCES fingerprints(id),
@@ -64,6 +64,7 @@ _MIGRATIONS = {  # from version -> statements that bring a store to the next ver
     1: ("ALTER TABLE measurements ADD COLUMN rounds INTEGER", "ALTER TABLE measurements ADD COLUMN round_cv REAL"),
     2: ("ALTER TABLE measurements ADD COLUMN ratio REAL", "ALTER TABLE measurements ADD COLUMN ref_ms REAL",
         "ALTER TABLE measurements ADD COLUMN ref_min_ms REAL"),
+    3: ("ALTER TABLE measurements ADD COLUMN other_cpu REAL", "ALTER TABLE measurements ADD COLUMN steal REAL"),
 }
 
 

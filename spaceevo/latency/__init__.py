@@ -22,6 +22,7 @@ _LAZY = {
     **dict.fromkeys(("CALIBRATE_METHODS", "QUANT_FORMATS", "QUANT_TYPES", "BatchCalibrationReader",
                      "RandomCalibrationReader", "input_feeds", "quantize_onnx_int8"), "._quantize"),
     "TimingStats": "._stats",
+    **dict.fromkeys(("CpuSnapshot", "busy_warning", "cpu_snapshot", "machine_load", "other_load"), "._load"),
     **dict.fromkeys(("BlockUnit", "KernelUnit", "SubnetUnit", "Unit", "get_kernel", "list_kernels", "make_kernel",
                      "make_unit", "register_kernel"), "._units"),
     **dict.fromkeys(("default_device", "run_profile"), "._profile"),

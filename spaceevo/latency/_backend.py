@@ -12,6 +12,7 @@ from spaceevo.registry import Registry
 from spaceevo.space import BlockConfig
 
 from ._fingerprint import fingerprint_id, host_facts
+from ._load import cpu_snapshot, other_load
 from ._pinning import choose_cores, pinned
 from ._protocol import DTYPES
 from ._stats import TimingStats
@@ -278,6 +279,7 @@ class Backend(abc.ABC):
     def measure_artifact(self, artifact: Any) -> TimingStats:
         """Time a prepared artifact: re-measure while CV > ``max_cv``, keep the steadiest attempt."""
         best: TimingStats | None = None
+        before = cpu_snapshot()
         for attempt in range(1, self.max_attempts + 1):
             stats = self.time_once(artifact)
             if best is None or stats.cv < best.cv:
@@ -285,7 +287,8 @@ class Backend(abc.ABC):
             if best.cv <= self.max_cv:
                 break
             log.debug("%s: CV %.3f > %.3f, re-measuring (attempt %d)", self.name, stats.cv, self.max_cv, attempt)
-        return dataclasses.replace(best, attempts=attempt)
+        others, steal = other_load(before, cpu_snapshot())
+        return dataclasses.replace(best, attempts=attempt, other_cpu=others, steal=steal)
 
     def measure(self, unit, dtype: str = "int8") -> TimingStats:
         """Convert ``unit`` to ``dtype`` ahead of timing, then time it under the protocol."""

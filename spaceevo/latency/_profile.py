@@ -11,10 +11,12 @@ import numpy as np
 
 from ._backend import Backend, check_dtype, create_backend
 from ._fingerprint import cpu_slug, fingerprint_id
+from ._load import busy_warning, machine_load
 from ._protocol import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 from ._stats import TimingStats
 
 log = logging.getLogger(__name__)
+LOAD_CHECK_S = 0.25  # seconds the machine is watched before a run
 
 # The profiling protocol's defaults (ROUNDS, ROUND_REPEATS, ROUND_WARMUP) live in ``_protocol``.
 
@@ -67,6 +69,11 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     Units already stored for this device/dtype/threads are skipped (failed ones too, unless
     ``retry_failed``). A unit that fails to convert or run is stored as failed and the run goes on.
 
+    Before timing, the machine's load is read for ``LOAD_CHECK_S`` seconds: other processes busy on the
+    cores (or sharing their caches) give a warning (logged, and in the summary's ``warnings``); every
+    timed unit records the cores other processes used and the hypervisor's steal meanwhile (``other_cpu``,
+    ``steal``).
+
     ``rounds > 1`` times each unit in that many fresh sessions spread over the run: units are converted
     ``chunk`` at a time, then timed round after round in a shuffled order, each finished round stored at
     once (a killed run loses at most the round in flight). On a shared machine the speed drifts over
@@ -97,7 +104,7 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     -------
     dict
         ``device``, ``backend``, ``units``, ``total``, ``skipped``, ``ok``, ``failed``, ``rounds``, ``median_cv``,
-    ``median_round_cv``, ``seconds``, ``db``, ...
+        ``median_round_cv``, ``load_start``, ``median_other_cpu``, ``warnings``, ``seconds``, ``db``, ...
 
     Raises
     ------
@@ -127,6 +134,10 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     todo = [(u, d) for u in units for d in dtypes if (u.kind, u.key) not in done[d]]
     total = len(units) * len(dtypes)
     run = _Run(be, store, device, fp_ids, seed)
+    load = machine_load(LOAD_CHECK_S) if todo else None
+    warnings = [w for w in (busy_warning(be.threads, load),) if w]
+    for w in warnings:
+        log.warning("%s", w)
     bar = _progress(progress and bool(todo), len(todo))
     run.bar, run.task = bar, (bar.add_task("", total=len(todo) * rounds) if bar else None)
     if bar:
@@ -143,10 +154,12 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
         if bar:
             bar.stop()
     rcv = [c for c in run.round_cvs if c is not None]
+    other = [c for c in run.other_cpus if c is not None]
     return {"device": device, "backend": be.name, "dtypes": dtypes, "threads": be.threads, "units": len(units),
             "total": total, "skipped": total - len(todo), "measured": run.ok + run.failed, "ok": run.ok,
             "failed": run.failed, "rounds": rounds, "median_cv": statistics.median(run.cvs) if run.cvs else None,
-            "median_round_cv": statistics.median(rcv) if rcv else None,
+            "median_round_cv": statistics.median(rcv) if rcv else None, "load_start": load,
+            "median_other_cpu": statistics.median(other) if other else None, "warnings": warnings,
             "seconds": round(time.perf_counter() - started, 2), "db": str(store.path) if hasattr(store, "path") else None}
 
 
@@ -158,6 +171,7 @@ class _Run:
         self.ok = self.failed = 0
         self.cvs: list[float] = []
         self.round_cvs: list[float | None] = []
+        self.other_cpus: list[float | None] = []
         self.bar = self.task = None
 
     def show(self, text: str) -> None:
@@ -192,6 +206,7 @@ class _Run:
         self.ok += 1
         self.cvs.append(result.cv)
         self.round_cvs.append(result.round_cv)
+        self.other_cpus.append(result.other_cpu)
 
     def rounds(self, todo: list, rounds: int, chunk: int, dtypes: list[str]) -> None:
         """Interleaved rounds over ``todo`` in chunks; finished rounds of an earlier run are reused."""

@@ -40,6 +40,8 @@ class TimingStats:
     ratio: float | None = None
     ref_ms: float | None = None
     ref_min_ms: float | None = None
+    other_cpu: float | None = None  # cores other processes kept busy while this unit was timed
+    steal: float | None = None  # cores the hypervisor gave to other guests meanwhile
     samples: tuple = field(default=(), repr=False, compare=False)
     ref_samples: tuple = field(default=(), repr=False, compare=False)
 
@@ -68,6 +70,10 @@ class TimingStats:
         within = float(np.sqrt(np.mean([r.std_ms ** 2 for r in rounds])))
         common = {"attempts": int(sum(r.attempts for r in rounds)), "loops": int(np.median([r.loops for r in rounds])),
                   "rounds": len(rounds), "round_cv": float(meds.std() / meds.mean()) if meds.mean() > 0 else 0.0}
+        for name in ("other_cpu", "steal"):
+            seen = [getattr(r, name) for r in rounds if getattr(r, name) is not None]
+            if seen:
+                common[name] = round(float(np.mean(seen)), 3)
         if all(r.samples for r in rounds):
             t = np.concatenate([np.asarray(r.samples, dtype=np.float64) for r in rounds])
             mean = float(t.mean())

@@ -212,11 +212,20 @@ def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_su
     return _measure_units(units, be, dtype, db, device, progress, rounds)
 
 
-def _repeatability(first: np.ndarray, second: np.ndarray) -> dict:
-    d = np.abs(second - first) / first
-    return {"n": int(len(d)), "median_abs_rel_diff": float(np.median(d)) if len(d) else None,
-            "max_abs_rel_diff": float(d.max()) if len(d) else None,
-            "within_5pct": float(100 * np.mean(d <= 0.05)) if len(d) else None}
+def _repeatability(first: np.ndarray, second: np.ndarray, errors: np.ndarray | None = None) -> dict:
+    """How far two timings of the same networks agree; with ``errors`` (relative prediction errors), whether the
+    prediction error is within that noise (median |error| no larger than the median |difference|)."""
+    signed = (second - first) / first
+    d = np.abs(signed)
+    out = {"n": int(len(d)), "median_abs_rel_diff": float(np.median(d)) if len(d) else None,
+           "max_abs_rel_diff": float(d.max()) if len(d) else None,
+           "median_rel_diff": float(np.median(signed)) if len(d) else None,
+           "within_5pct": float(100 * np.mean(d <= 0.05)) if len(d) else None}
+    if errors is not None and len(d) and len(errors):
+        err = float(np.median(np.abs(errors)))
+        out["median_abs_error"] = err
+        out["error_within_noise"] = bool(err <= out["median_abs_rel_diff"])
+    return out
 
 
 def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples: int = 50, backend: str = "ort",
@@ -288,7 +297,7 @@ def validate_predictor(pred: LatencyPredictor, space: SearchSpace | str, samples
         again = remeasure_subnets(sp, subs[:recheck], backend=backend, dtype=dtype, threads=threads, repeats=repeats,
                                   statistic=statistic, rounds=rounds, seed=seed + 1, progress=progress,
                                   reference=pred.reference_ms)
-        out["repeatability"] = _repeatability(measured[:recheck], again)
+        out["repeatability"] = _repeatability(measured[:recheck], again, (predicted - measured) / measured)
         for row, v in zip(rows, again):
             row["remeasured_ms"] = float(v)
     return out
