@@ -211,9 +211,34 @@ def test_fit_composition_recovers_per_type_scales_and_overhead():
          for net, lv in zip(nets, lat)]
     c, metrics = fit_composition(nets, lat, y)
     assert set(terms_of(c)) >= {f"lat:{t}" for t in scale} and "blocks" in terms_of(c)
+    assert "fp32_melem" not in terms_of(c)  # blocks have no FP32 kernels: the feature is never a candidate
     assert terms_of(c)["lat:MobileNetV2ResBlock"] == pytest.approx(0.7, rel=0.05)
     assert metrics["model_composed_loo"]["mape"] < 0.5 < metrics["model_sum"]["mape"]
     assert all(compose(c, net, lv) == pytest.approx(t, rel=0.01) for net, lv, t in zip(nets, lat, y))
+
+
+class _Item:
+    """A kernel as the composition term reads it."""
+
+    def __init__(self, ktype, in_e, out_e, fp32):
+        self.type, self.input_shape, self.output_shape, self.params, self.fp32 = ktype, (in_e,), (out_e,), 0, fp32
+
+
+def test_fit_composition_learns_the_cost_around_fp32_kernels():
+    rng = np.random.default_rng(0)
+    nets, lat, y = [], [], []
+    for _ in range(40):
+        n = int(rng.integers(8, 30))
+        items = [_Item(str(rng.choice(["conv", "act"])), int(rng.integers(1e4, 4e5)), int(rng.integers(1e4, 4e5)),
+                       bool(rng.random() < 0.3)) for _ in range(n)]
+        lv = rng.uniform(0.05, 1.0, n)
+        io = sum(i.input_shape[0] + i.output_shape[0] for i in items) / 1e6
+        f32 = sum(i.input_shape[0] + i.output_shape[0] for i in items if i.fp32) / 1e6
+        nets.append(items), lat.append(lv), y.append(lv.sum() - 0.2 * io + 0.45 * f32 + 0.1)
+    c, metrics = fit_composition(nets, lat, y)
+    assert terms_of(c)["fp32_melem"] == pytest.approx(0.45, rel=0.02)
+    assert terms_of(c)["io_melem"] == pytest.approx(-0.2, rel=0.02)
+    assert metrics["model_composed_loo"]["mape"] < 0.1 and "lat+io_melem+blocks+fp32_melem" in c["candidates_loo_mape"]
 
 
 def test_fit_composition_small_and_bad_input():

@@ -28,10 +28,11 @@ def _render_summary(s: dict) -> None:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
     table(f"profile: {s['device']} ({s['backend']}, threads={s['threads']}, {s['rounds']} rounds a unit) -> {s['db']}",
-          ["units", "to do", "skipped", "ok", "failed", "median CV", "round CV", "others' cores", "time (s)"],
+          ["units", "to do", "skipped", "ok", "failed", "median CV", "round CV", "time (s)"],
           [[s["units"], s["total"], s["skipped"], s["ok"], s["failed"], pct(s["median_cv"]),
-            pct(s.get("median_round_cv")), "n/a" if s.get("median_other_cpu") is None else
-            f"{s['median_other_cpu']:.2f}", s["seconds"]]])
+            pct(s.get("median_round_cv")), s["seconds"]]])
+    if s.get("median_other_cpu") is not None:
+        typer.echo(f"other processes kept {s['median_other_cpu']:.2f} cores busy while units were timed (median)")
 
 
 def _farm_pool(backend: str, ray_address: str | None, pool: str | None, core: list[int] | None,

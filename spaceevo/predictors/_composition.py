@@ -11,7 +11,9 @@ Per-block features: ``lat`` (the block's predicted latency, ms), ``lat:<BlockTyp
 for blocks of that type: one scale per type), ``lat:rest`` (blocks of the types without a term of
 their own; its coefficient stays 1), ``blocks`` (1 per block: a fixed per-block overhead),
 ``io_melem`` (input + output tensor elements, millions: the quantise/de-quantise work at an isolated
-block's boundary) and ``params_m`` (weights, millions).
+block's boundary), ``params_m`` (weights, millions) and ``fp32_melem`` (input + output elements, millions,
+of the kernels an INT8 graph runs in FP32: the DequantizeLinear before and the QuantizeLinear after them,
+which such a kernel timed alone does not pay; 0 for blocks).
 
 :func:`fit_composition` fits every candidate feature set in ``CANDIDATE_SETS`` by least squares in
 relative error on whole-subnet measurements (latency coefficients >= 0) and keeps the one with the
@@ -28,7 +30,7 @@ from spaceevo.space import BlockConfig
 
 from ._metrics import latency_metrics
 
-BASE_FEATURES: tuple[str, ...] = ("lat", "blocks", "io_melem", "params_m")
+BASE_FEATURES: tuple[str, ...] = ("lat", "blocks", "io_melem", "params_m", "fp32_melem")
 # Candidate feature sets, simplest first; "lat:*" expands to one latency column per block type whose
 # latency varies across the training networks (CV > VARYING_CV) plus "lat:rest" (fixed at 1) for the others.
 VARYING_CV = 0.1
@@ -40,6 +42,8 @@ CANDIDATE_SETS: tuple[tuple[str, ...], ...] = (
     ("lat:*",),
     ("lat:*", "blocks"),
     ("lat:*", "io_melem", "blocks"),
+    ("lat", "io_melem", "blocks", "fp32_melem"),
+    ("lat:*", "io_melem", "blocks", "fp32_melem"),
 )
 
 
@@ -87,6 +91,9 @@ def block_terms(configs: Sequence[BlockConfig], lat: np.ndarray, names: Sequence
             out[:, j] = 1.0
         elif name == "io_melem":
             out[:, j] = [(np.prod(c.input_shape) + np.prod(c.output_shape)) / 1e6 for c in configs]
+        elif name == "fp32_melem":
+            out[:, j] = [(np.prod(c.input_shape) + np.prod(c.output_shape)) / 1e6 if getattr(c, "fp32", False)
+                         else 0.0 for c in configs]
         else:  # params_m
             out[:, j] = [c.params / 1e6 for c in configs]
     return out
@@ -181,6 +188,8 @@ def fit_composition(networks: Sequence[Sequence[BlockConfig]], lat: Sequence[np.
             continue
         T = np.stack([block_terms(net, v, names).sum(axis=0) for net, v in zip(networks, lat)])
         X = T[:, [names.index(nm) for nm in free]]
+        if not np.all(np.any(X != 0, axis=0)):  # a feature none of the networks has (fp32_melem of blocks)
+            continue
         fixed = T[:, names.index("lat:rest")] if "lat:rest" in names else np.zeros(n)
         lat_cols = np.array([nm == "lat" or nm.startswith("lat:") for nm in free])
         w = _lsq(X, y, lat_cols, fixed)

@@ -43,8 +43,10 @@ _ELEMENTWISE = ("act", "eltwise", "layout", "pool", "gpool", "concat-n", "split"
 class _KernelItem:
     """What the composition term reads of a kernel: type, input/output sizes and weights."""
 
-    def __init__(self, ktype: str, config: dict, elems: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, ktype: str, config: dict, elems: tuple[int, int, int] | None = None,
+                 fp32: bool = False) -> None:
         self.type = ktype
+        self.fp32 = bool(fp32)
         in_e, out_e, w = elems if elems is not None else kernel_shapes(ktype, config)
         self.input_shape, self.output_shape, self.params = (int(in_e),), (int(out_e),), int(w)
 
@@ -197,7 +199,7 @@ class KernelLatencyPredictor:
                 continue
             det = detect_kernels(path, rules=self.rules)
             lat, _src = self.predict_kernels(det.kernels)
-            networks.append([_KernelItem(k.type, k.config, k.elems()) for k in det.kernels])
+            networks.append([_KernelItem(k.type, k.config, k.elems(), k.fp32) for k in det.kernels])
             lats.append(lat)
             ys.append(float(ms))
         if not ys:
@@ -250,7 +252,7 @@ class KernelLatencyPredictor:
         """
         det = self.detect(model, input_shape)
         lat, src = self.predict_kernels(det.kernels)
-        items = [_KernelItem(k.type, k.config, k.elems()) for k in det.kernels]
+        items = [_KernelItem(k.type, k.config, k.elems(), k.fp32) for k in det.kernels]
         total = float(lat.sum())
         est: dict[str, float] = {}
         for k, v in zip(det.kernels, lat):
