@@ -77,7 +77,7 @@ def _single(units, db, device: str, rounds: int = 2):
 
 
 def _same_rows(farm, single) -> None:
-    cols = KEY_COLS + list(STAT_FIELDS)
+    cols = KEY_COLS + [f for f in STAT_FIELDS if f not in ("other_cpu", "steal")]  # the machine's load differs
     assert len(farm) == len(single) and len(farm) > 0
     assert farm[cols].equals(single[cols]), (farm[cols], single[cols])
 

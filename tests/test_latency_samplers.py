@@ -108,6 +108,20 @@ def test_prior_follows_nn_meters_model_zoo():
     ks = pd.Series([c["k"] for c in conv]).value_counts(normalize=True)
     assert ks.loc[[1, 3]].sum() > 0.6
     assert [u.key for u in sample_prior(10, seed=5)] == [u.key for u in sample_prior(10, seed=5)]
+
+
+def test_prior_covers_the_detectors_kernel_types():
+    # conv / dwconv / linear from nn-Meter's tables, the other types from the kernels of zoo models
+    units = sample_prior(30, seed=1, kernels=["conv", "dwconv", "linear", "se-mid", "concat-n"], resolutions=[64])
+    types = {u.type for u in units}
+    assert len(units) == 30 and types == {"conv", "dwconv", "linear", "se-mid", "concat-n"}
+    dw = [u.config for u in units if u.type == "dwconv"]
+    assert all(c["groups"] == c["cin"] == c["cout"] and c["k"] == c["kw"] for c in dw)
+    conv = [u.config for u in units if u.type == "conv"]
+    assert max(c["cout"] for c in conv) <= prior_table("conv-bn-act")["cout"].max() + 1
+    assert all(u.to_onnx() is not None for u in units[:5])
+    with pytest.raises(ValueError, match="kernel='gelu' has no prior"):
+        sample_prior(5, kernels=["gelu"])
     with pytest.raises(ValueError, match="kernels with a prior"):
         prior_table("relu")
 

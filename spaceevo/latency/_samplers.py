@@ -18,8 +18,8 @@ from spaceevo.registry import Registry
 from spaceevo.space import (ACTIVATIONS, BlockConfig, SearchSpace, as_search_space, conv_out_hw, get_hyperspace,
                             published_subnets)
 
-from ._kernel_types import VOCAB as MODEL_VOCAB, field_choices
-from ._units import BlockUnit, KernelUnit, SubnetUnit, get_kernel, list_kernels
+from ._kernel_types import MODEL_KERNELS, VOCAB as MODEL_VOCAB, field_choices
+from ._units import BlockUnit, KernelUnit, SubnetUnit, get_kernel, list_kernels, make_kernel
 
 log = logging.getLogger(__name__)
 
@@ -416,23 +416,65 @@ def _snap(values: np.ndarray, choices: Sequence[int]) -> list[int]:
     return [int(c[np.abs(c - v).argmin()]) for v in values]
 
 
+# model kernel types (``MODEL_KERNELS``) with an nn-Meter table of their own
+PRIOR_MODEL_KERNELS: dict[str, str] = {"conv": "conv-bn-act", "dwconv": "dwconv-bn-act", "linear": "fc"}
+
+
+def _model_kernel_units(name: str, hw, cin, cout, k, s, act: str) -> list[KernelUnit]:
+    """nn-Meter-table draws as units of the detector's kernel types (conv, dwconv, linear)."""
+    act = act if act in field_choices(name, "act") else "none"
+    if name == "linear":
+        return [make_kernel("linear", cin=int(a), cout=int(b), act="none") for a, b in zip(cin, cout)]
+    if name == "conv":
+        return [make_kernel("conv", hw=h_, cin=int(a), cout=int(b), k=k_, kw=k_, stride=s_, groups=1, act=act)
+                for h_, a, b, k_, s_ in zip(hw, cin, cout, k, s)]
+    return [make_kernel("dwconv", hw=h_, cin=int(a), cout=int(a), k=k_, kw=k_, stride=s_, groups=int(a), act=act)
+            for h_, a, k_, s_ in zip(hw, cin, k, s)]
+
+
 @register_sampler("prior")
 def sample_prior(limit: int | None = 100, seed: int = 0, kernels: Sequence[str] | None = None, kind: str = "kernel",
-                 act: str = "relu", **_ignored) -> list[KernelUnit]:
-    """conv/dwconv/fc kernels drawn from nn-Meter's distributions of configurations in real models."""
+                 act: str = "relu", **opts) -> list[KernelUnit]:
+    """Kernels drawn from the configurations of real models.
+
+    The collector's ``conv-bn-act``, ``dwconv-bn-act`` and ``fc`` kernels (the default) and the detector's
+    ``conv``, ``dwconv`` and ``linear`` kernel types follow nn-Meter's distributions of its model zoo; any
+    other kernel type of ``MODEL_KERNELS`` (SE, pooling, concat, shuffle, ...) is drawn from the kernels of
+    random models of the 14 zoo families (the ``zoo`` sampler). ``limit`` is shared evenly at random.
+    """
     if kind != "kernel":
         raise ValueError(f"sampler 'prior' draws kernels; kind={kind!r} is not allowed (use kind='kernel')")
     n = 100 if limit is None else limit
     if n < 1:
         raise ValueError(f"limit={n!r} must be >= 1")
     names = list(kernels) if kernels else list(PRIOR_KERNELS)
+    unknown = [k for k in names if k not in PRIOR_KERNELS and k not in MODEL_KERNELS]
+    if unknown:
+        raise ValueError(f"kernel={unknown[0]!r} has no prior; kernels with a prior: {sorted(PRIOR_KERNELS)} "
+                         f"(nn-Meter's collector kernels) or the detector's kernel types {list(MODEL_KERNELS)}")
     rng = np.random.default_rng(seed)
     per = np.bincount(rng.integers(len(names), size=n), minlength=len(names))
     out: list[KernelUnit] = []
+    zoo_types = [name for name in names if name in MODEL_KERNELS and name not in PRIOR_MODEL_KERNELS]
+    zoo_n = int(sum(m for name, m in zip(names, per) if name in zoo_types))
+    if zoo_n:
+        out += get_sampler("zoo")(limit=zoo_n, seed=seed, kernels=zoo_types, **opts)
     for name, m in zip(names, per):
-        if m == 0:
+        if m == 0 or name in zoo_types:
             continue
-        t = prior_table(name)
+        table_name = PRIOR_MODEL_KERNELS.get(name, name)
+        t = prior_table(table_name)
+        if name in PRIOR_MODEL_KERNELS:
+            cin = np.maximum(1, np.round(_inverse_cdf(t["cin"].to_numpy(float), m, rng))).astype(int)
+            cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int) \
+                if "cout" in t.columns else cin
+            hw = k = s = [None] * m
+            if name != "linear":
+                hw = _snap(_inverse_cdf(t["input_h"].to_numpy(float), m, rng), _HW_CHOICES)
+                k = _snap(_inverse_cdf(t["ks"].to_numpy(float), m, rng), (1, 3, 5, 7))
+                s = _snap(_inverse_cdf(t["stride"].to_numpy(float), m, rng), (1, 2))
+            out += _model_kernel_units(name, hw, cin, cout, k, s, act)
+            continue
         cin = np.maximum(1, np.round(_inverse_cdf(t["cin"].to_numpy(float), m, rng))).astype(int)
         if name == "fc":
             cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int)
