@@ -119,6 +119,7 @@ def test_devices_lists_backends_with_fingerprints():
      "has no prior; kernels with a prior"),
     (["profile", "--sampler", "adaptive", "--db", "DB"], "--sampler adaptive needs --predictor"),
     (["profile", "--backend", "adb", "--db", "DB"], "Android"),
+    (["profile", "--backend", "adb", "--dry-run", "--limit", "2", "--db", "DB"], "Android"),
     (["dataset", "info", "missing.db"], "does not exist"),
     (["report", "int8-speedup", "--db", "DB_INT8_ONLY"], "needs units measured in both int8 and fp32"),
 ])

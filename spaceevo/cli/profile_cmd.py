@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
             from spaceevo.datasets import LatencyStore
             from spaceevo.latency import default_device
 
-            dev = device or default_device(be)
+            dev = device or default_device(_make_backend(backend, opts))
             left = len(units) * len(dtypes)
             if db.is_file():
                 with LatencyStore(db) as st:
