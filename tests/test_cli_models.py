@@ -62,6 +62,9 @@ def test_zoo_profile_train_predict_validate(tmp_path, capsys, fakek):
     v = json.loads(out)
     assert {"samples", "acc_10pct", "acc_5pct", "mape", "kendall_tau", "rows", "per_family"} <= set(v)
     assert v["samples"] == 4 and set(v["per_family"]) == {"mobilenetv2", "resnet"} and v["mape"] < 10
+    code, out, err = _run(capsys, "validate", "--predictor", str(pred), "--models", str(val), "--backend", "fakek",
+                          "--rounds", "1", "--no-progress")
+    assert code == 0 and "mobilenetv2" in out, err
     code, _, err = _run(capsys, "validate", "--predictor", str(pred), "--models", str(train), "--backend", "fakek")
     assert code == 2 and "trained on 8" in err
     code, out, err = _run(capsys, "measure", model, "--backend", "fakek", "--rounds", "2", "--json")

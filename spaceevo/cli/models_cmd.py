@@ -101,13 +101,13 @@ def train_kernels(db: str, device: str | None, dtype: str, output: Path, estimat
 
 
 def validate_onnx(predictor: str, models: Path, backend: str, dtype: str, threads: int, rounds: int,
-                  repeats: int | None, db: str | None, seed: int, as_json: bool) -> None:
+                  repeats: int | None, db: str | None, seed: int, as_json: bool, progress: bool = True) -> None:
     """``spaceevo validate --models DIR``: measure every model whole, compare, per family."""
     from spaceevo.predictors import validate_models
 
     pred = _kernel_predictor(predictor)
     data = validate_models(pred, models, backend=backend, dtype=dtype, threads=threads, rounds=rounds,
-                           repeats=repeats, db=db, progress=not as_json, seed=seed)
+                           repeats=repeats, db=db, progress=progress and not as_json, seed=seed)
 
     def render(d):
         rows = [["all", d["samples"], f"{d['acc_10pct']:.1f}", f"{d['acc_5pct']:.1f}", f"{d['mape']:.2f}",

@@ -172,6 +172,7 @@ def register(app: typer.Typer) -> None:
                  rounds: int = typer.Option(ROUNDS, "--rounds", help="time each subnet in this many short "
                                                                      "sessions spread over the run, as `spaceevo "
                                                                      "profile` does (1: one session)"),
+                 progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
                  as_json: bool = JsonOpt) -> None:
         """Measure random whole subnets (or ONNX models) and compare with the predictor: +-10%, +-5%, MAPE, tau."""
         if (space is None) == (models is None):
@@ -179,14 +180,15 @@ def register(app: typer.Typer) -> None:
         if models is not None:
             from .models_cmd import validate_onnx
 
-            validate_onnx(predictor, models, backend, dtype, threads, rounds, repeats, db, seed, as_json)
+            validate_onnx(predictor, models, backend, dtype, threads, rounds, repeats, db, seed, as_json,
+                          progress=progress)
             return
         from spaceevo.predictors import load_predictor, validate_predictor
 
         pred = load_predictor(predictor)
         data = validate_predictor(pred, space, samples=samples, backend=backend, dtype=dtype, seed=seed,
                                   threads=threads, resolution=resolution, repeats=repeats, db=db, recheck=recheck,
-                                  rounds=rounds, progress=not as_json)
+                                  rounds=rounds, progress=progress and not as_json)
 
         def render(d):
             table(f"{d['space']}: {d['samples']} subnets measured with {d['backend']} {d['dtype']}",
