@@ -420,16 +420,32 @@ def _snap(values: np.ndarray, choices: Sequence[int]) -> list[int]:
 PRIOR_MODEL_KERNELS: dict[str, str] = {"conv": "conv-bn-act", "dwconv": "dwconv-bn-act", "linear": "fc"}
 
 
-def _model_kernel_units(name: str, hw, cin, cout, k, s, act: str) -> list[KernelUnit]:
-    """nn-Meter-table draws as units of the detector's kernel types (conv, dwconv, linear)."""
+def _draw_prior(t, m: int, rng: np.random.Generator, spatial: bool, cout: bool) -> dict:
+    """``m`` draws of each column of an nn-Meter table: cin; hw, k, stride when ``spatial``; cout when ``cout``
+    (else cout = cin), in that order."""
+    def ints(col: str) -> np.ndarray:
+        return np.maximum(1, np.round(_inverse_cdf(t[col].to_numpy(float), m, rng))).astype(int)
+
+    d = {"cin": ints("cin")}
+    if spatial:
+        d["hw"] = _snap(_inverse_cdf(t["input_h"].to_numpy(float), m, rng), _HW_CHOICES)
+        d["k"] = _snap(_inverse_cdf(t["ks"].to_numpy(float), m, rng), (1, 3, 5, 7))
+        d["stride"] = _snap(_inverse_cdf(t["stride"].to_numpy(float), m, rng), (1, 2))
+    d["cout"] = ints("cout") if cout else d["cin"]
+    return d
+
+
+def _model_kernel_units(name: str, d: dict, act: str) -> list[KernelUnit]:
+    """nn-Meter-table draws (:func:`_draw_prior`) as units of the detector's kernel types (conv, dwconv, linear)."""
     act = act if act in field_choices(name, "act") else "none"
     if name == "linear":
-        return [make_kernel("linear", cin=int(a), cout=int(b), act="none") for a, b in zip(cin, cout)]
+        return [make_kernel("linear", cin=int(a), cout=int(b), act="none") for a, b in zip(d["cin"], d["cout"])]
+    rows = zip(d["hw"], d["cin"], d["cout"], d["k"], d["stride"])
     if name == "conv":
         return [make_kernel("conv", hw=h_, cin=int(a), cout=int(b), k=k_, kw=k_, stride=s_, groups=1, act=act)
-                for h_, a, b, k_, s_ in zip(hw, cin, cout, k, s)]
+                for h_, a, b, k_, s_ in rows]
     return [make_kernel("dwconv", hw=h_, cin=int(a), cout=int(a), k=k_, kw=k_, stride=s_, groups=int(a), act=act)
-            for h_, a, k_, s_ in zip(hw, cin, k, s)]
+            for h_, a, _b, k_, s_ in rows]
 
 
 @register_sampler("prior")
@@ -462,34 +478,18 @@ def sample_prior(limit: int | None = 100, seed: int = 0, kernels: Sequence[str] 
     for name, m in zip(names, per):
         if m == 0 or name in zoo_types:
             continue
-        table_name = PRIOR_MODEL_KERNELS.get(name, name)
-        t = prior_table(table_name)
+        d = _draw_prior(prior_table(PRIOR_MODEL_KERNELS.get(name, name)), m, rng, spatial=name not in ("fc", "linear"),
+                        cout=name in ("fc", "linear", "conv-bn-act", "conv"))
         if name in PRIOR_MODEL_KERNELS:
-            cin = np.maximum(1, np.round(_inverse_cdf(t["cin"].to_numpy(float), m, rng))).astype(int)
-            cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int) \
-                if "cout" in t.columns else cin
-            hw = k = s = [None] * m
-            if name != "linear":
-                hw = _snap(_inverse_cdf(t["input_h"].to_numpy(float), m, rng), _HW_CHOICES)
-                k = _snap(_inverse_cdf(t["ks"].to_numpy(float), m, rng), (1, 3, 5, 7))
-                s = _snap(_inverse_cdf(t["stride"].to_numpy(float), m, rng), (1, 2))
-            out += _model_kernel_units(name, hw, cin, cout, k, s, act)
-            continue
-        cin = np.maximum(1, np.round(_inverse_cdf(t["cin"].to_numpy(float), m, rng))).astype(int)
-        if name == "fc":
-            cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int)
-            out += [KernelUnit(name, {"cin": int(a), "cout": int(b)}) for a, b in zip(cin, cout)]
-            continue
-        hw = _snap(_inverse_cdf(t["input_h"].to_numpy(float), m, rng), _HW_CHOICES)
-        k = _snap(_inverse_cdf(t["ks"].to_numpy(float), m, rng), (1, 3, 5, 7))
-        s = _snap(_inverse_cdf(t["stride"].to_numpy(float), m, rng), (1, 2))
-        if name == "conv-bn-act":
-            cout = np.maximum(1, np.round(_inverse_cdf(t["cout"].to_numpy(float), m, rng))).astype(int)
+            out += _model_kernel_units(name, d, act)
+        elif name == "fc":
+            out += [KernelUnit(name, {"cin": int(a), "cout": int(b)}) for a, b in zip(d["cin"], d["cout"])]
+        elif name == "conv-bn-act":
             out += [KernelUnit(name, {"hw": h_, "cin": int(a), "cout": int(b), "k": k_, "stride": s_, "act": act})
-                    for h_, a, b, k_, s_ in zip(hw, cin, cout, k, s)]
+                    for h_, a, b, k_, s_ in zip(d["hw"], d["cin"], d["cout"], d["k"], d["stride"])]
         else:
             out += [KernelUnit(name, {"hw": h_, "cin": int(a), "k": k_, "stride": s_, "act": act})
-                    for h_, a, k_, s_ in zip(hw, cin, k, s)]
+                    for h_, a, k_, s_ in zip(d["hw"], d["cin"], d["k"], d["stride"])]
     order = rng.permutation(len(out))
     return [out[i] for i in order]
 
