@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import (ROUND_REPEATS, ROUND_WARMUP, ROUNDS, SubnetUnit, create_backend, default_device,
+from spaceevo.latency import (MODEL_ROUNDS, ROUND_REPEATS, ROUND_WARMUP, ROUNDS, SubnetUnit, create_backend, default_device,
                               run_profile, subnet_units)
 from spaceevo.predictors import (install_predictor, latency_metrics, load_predictor, spaceevo_home, train_predictor,
                                  with_target)
@@ -41,20 +41,21 @@ def _hyperspaces() -> list[dict]:
 
 def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE, resolution: int = 160,
                    train_subnets: int = 8, test_subnets: int = 5, repeats: int = ROUND_REPEATS, rounds: int = ROUNDS,
-                   seed: int = 0,
-                   published: str | Path | None = None, progress: bool = True,
+                   seed: int = 0, published: str | Path | None = None, progress: bool = True,
+                   model_rounds: int = MODEL_ROUNDS,
                    log: Callable[[str], Any] = print) -> dict:
     """Profile this CPU (ort, INT8, 1 thread), train an LightGBM predictor, and check it on unseen subnets.
 
     Blocks of ``train_subnets + test_subnets`` random subnets and the whole ``train_subnets`` are timed;
-    the whole ``test_subnets`` are timed only to score the predictor (they never enter training).
+    the whole ``test_subnets`` are timed only to score the predictor (they never enter training). Blocks get
+    ``rounds`` sessions each, whole subnets ``model_rounds``.
     """
     if train_subnets < 2 or test_subnets < 2:
         raise ValueError(f"train_subnets={train_subnets}, test_subnets={test_subnets}: each must be >= 2")
     if repeats < 5:
         raise ValueError(f"repeats={repeats} must be >= 5")
-    if rounds < 1:
-        raise ValueError(f"rounds={rounds} must be >= 1")
+    if rounds < 1 or model_rounds < 1:
+        raise ValueError(f"rounds={rounds}, model_rounds={model_rounds}: each must be >= 1")
     sp = SearchSpace.parse(space)
     if resolution not in sp.hyperspace.resolutions:
         raise ValueError(f"resolution={resolution} is not in {sp.hyperspace.name} resolutions "
@@ -87,10 +88,10 @@ def run_quickstart(workdir: str | Path | None = None, space: str = EXAMPLE_SPACE
         f"-> {db}")
     with LatencyStore(db) as store:
         prof = run_profile(units, backend, ["int8"], db=store, device=device, seed=seed, progress=progress,
-                           rounds=rounds)
+                           rounds=rounds, model_rounds=model_rounds)
         test_units = [SubnetUnit(str(sp), str(s)) for s in test]
         test_prof = run_profile(test_units, backend, ["int8"], db=store, device=f"{device}-heldout", seed=seed,
-                                progress=progress, rounds=rounds)
+                                progress=progress, rounds=model_rounds)
         train_df = store.read_measurements(device=device, dtype="int8")
         test_df = store.read_measurements(device=f"{device}-heldout", dtype="int8", kind="model")
         fingerprints = sorted(set(train_df["fingerprint_id"].dropna().astype(str)))

@@ -73,8 +73,30 @@ def test_rounds_record_failures_and_go_on(tmp_path):
     assert status[units[1].key] == "failed" and status[units[0].key] == status[units[2].key] == "ok"
 
 
+def test_whole_networks_get_their_own_number_of_rounds(tmp_path):
+    from spaceevo.latency import SubnetUnit
+    from spaceevo.space import SearchSpace
+
+    sp = SearchSpace.parse("onnxw-151122-023231")
+    nets = [SubnetUnit(str(sp), str(s)) for s in sp.sample(2, seed=3)]
+    units = _units(2) + nets
+    be = FakeBackend()
+    with LatencyStore(tmp_path / "m.db") as st:
+        out = run_profile(units, be, db=st, device="d", rounds=2, model_rounds=5, progress=False)
+        rows = st.read_measurements(device="d").set_index("key")
+        fp = json.loads(st.conn.execute("SELECT json FROM fingerprints").fetchone()[0])
+    assert be.calls == 2 * 2 + 2 * 5 and out["rounds"] == 2 and out["model_rounds"] == 5
+    assert [rows.loc[u.key, "rounds"] for u in units] == [2, 2, 5, 5]
+    assert fp["protocol"]["rounds"] == 2 and fp["protocol"]["model_rounds"] == 5
+    with LatencyStore(tmp_path / "m.db") as st:  # blocks in one session, whole networks still in rounds
+        out = run_profile(units, FakeBackend(), db=st, device="e", rounds=1, model_rounds=3, progress=False)
+        rows = st.read_measurements(device="e").set_index("key")
+    assert [rows.loc[u.key, "rounds"] for u in units] == [1, 1, 3, 3]
+
+
 @pytest.mark.parametrize("kw, msg", [({"rounds": 0}, "rounds=0 must be an integer >= 1"),
-                                     ({"rounds": 2, "chunk": 0}, "chunk=0 must be an integer >= 1")])
+                                     ({"rounds": 2, "chunk": 0}, "chunk=0 must be an integer >= 1"),
+                                     ({"rounds": 2, "model_rounds": 0}, "model_rounds=0 must be an integer >= 1")])
 def test_rounds_bad_arguments(tmp_path, kw, msg):
     with LatencyStore(tmp_path / "m.db") as st, pytest.raises(ValueError, match=msg):
         run_profile(_units(1), FakeBackend(), db=st, progress=False, **kw)

@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         cross_dtype: bool = typer.Option(False, "--cross-dtype", help="Allow sources of another dtype."),
         strategy: str = typer.Option("diverse", "--strategy", help="Unit choice: diverse | disagree | random"),
         method: str = typer.Option("auto", "--method", help="auto | scale | linear | per-type | boost"),
-        rounds: Optional[int] = typer.Option(None, "--rounds", help="Rounds a unit (default: the collector's)."),
+        rounds: Optional[int] = typer.Option(None, "--rounds", help="Rounds a unit (default: the collector's, "
+                                                                              "more for whole subnets)."),
         repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed samples per round (default: the "
                                                                       "collector's)."),
         core: Optional[list[int]] = typer.Option(None, "--core", help="Pin timing to these cores (repeatable)."),

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency import ROUNDS
+from spaceevo.latency import MODEL_ROUNDS, ROUNDS
 
 from ._common import JsonOpt, emit, table
 
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
                 backend: str = typer.Option("ort", "--backend"),
                 dtype: str = typer.Option("int8", "--dtype", help="int8 or fp32"),
                 threads: int = typer.Option(1, "--threads"),
-                rounds: int = typer.Option(ROUNDS, "--rounds", help="fresh sessions spread over the run"),
+                rounds: int = typer.Option(MODEL_ROUNDS, "--rounds", help="fresh sessions spread over the run"),
                 repeats: Optional[int] = typer.Option(None, "--repeats", help="timed samples per round"),
                 reference: bool = typer.Option(True, "--reference/--no-reference",
                                                help="time the reference block beside every sample (ratio)"),

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency import ROUNDS
+from spaceevo.latency import MODEL_ROUNDS
 
 from ._common import JsonOpt, emit, table
 from ._queries import predict_block, predict_subnet
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
                                                                      "store; a rerun reuses them"),
                  recheck: int = typer.Option(0, "--recheck", help="re-measure this many subnets in fresh sessions "
                                                                   "to report the measurement's repeatability"),
-                 rounds: int = typer.Option(ROUNDS, "--rounds", help="time each subnet in this many short "
+                 rounds: int = typer.Option(MODEL_ROUNDS, "--rounds", help="time each subnet in this many short "
                                                                      "sessions spread over the run, as `spaceevo "
                                                                      "profile` does (1: one session)"),
                  progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, ROUNDS
+from spaceevo.latency import MODEL_ROUNDS, ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 
 from ._common import JsonOpt, emit, fail, table
 
@@ -132,6 +132,9 @@ def register(app: typer.Typer) -> None:
         max_attempts: int = typer.Option(3, "--max-attempts", help="Sessions per round at most (re-measurements)."),
         rounds: int = typer.Option(ROUNDS, "--rounds", help="Time each unit in this many fresh sessions spread over "
                                                              "the run (1: one session; then raise --repeats)."),
+        model_rounds: Optional[int] = typer.Option(None, "--model-rounds",
+                                                   help="Sessions per whole network (default: MODEL_ROUNDS, 30, when "
+                                                        "--rounds > 1; a farm uses --rounds for every unit)."),
         min_sample_ms: Optional[float] = typer.Option(None, "--min-sample-ms",
                                                       help="Loop faster units so a sample lasts this long "
                                                            "(default 2 for ort/tflite; 0: one run per sample)."),
@@ -235,7 +238,8 @@ def register(app: typer.Typer) -> None:
 
         with LatencyStore(db) as store:
             summary = run_profile(units, be, dtypes, db=store, device=device, seed=seed,
-                                  progress=progress and not as_json, retry_failed=retry_failed, rounds=rounds)
+                                  progress=progress and not as_json, retry_failed=retry_failed, rounds=rounds,
+                                  model_rounds=model_rounds or (max(rounds, MODEL_ROUNDS) if rounds > 1 else rounds))
         emit(summary, as_json, _render_summary)
 
     @app.command("devices")

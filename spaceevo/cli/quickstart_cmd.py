@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from spaceevo.latency import ROUND_REPEATS, ROUNDS
+from spaceevo.latency import MODEL_ROUNDS, ROUND_REPEATS, ROUNDS
 
 from ._common import JsonOpt, emit, table
 
@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
                                                                       "train the predictor"),
         test_subnets: int = typer.Option(5, "--test-subnets", help="unseen subnets measured whole to check it"),
         repeats: int = typer.Option(ROUND_REPEATS, "--repeats", help="timed samples per session"),
-        rounds: int = typer.Option(ROUNDS, "--rounds", help="sessions per unit, spread over the run"),
+        rounds: int = typer.Option(ROUNDS, "--rounds", help="sessions per block, spread over the run"),
+        model_rounds: int = typer.Option(MODEL_ROUNDS, "--model-rounds",
+                                         help="sessions per whole subnet (their rounds scatter more)"),
         seed: int = typer.Option(0, "--seed"),
         published: Optional[Path] = typer.Option(None, "--published",
                                                  help="search_result.yaml of the SpaceEvo authors (default: "
@@ -64,5 +66,6 @@ def register(app: typer.Typer) -> None:
 
         data = run_quickstart(workdir=workdir, space=space, resolution=resolution, train_subnets=train_subnets,
                               test_subnets=test_subnets, repeats=repeats, rounds=rounds, seed=seed, published=published,
+                              model_rounds=model_rounds,
                               progress=not as_json, log=lambda m: sys.stderr.write(m + "\n"))
         emit(data, as_json, _render)

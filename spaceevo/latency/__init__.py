@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._protocol import DTYPES, ROUND_REPEATS, ROUND_WARMUP, ROUNDS
+from ._protocol import DTYPES, MODEL_ROUNDS, ROUND_REPEATS, ROUND_WARMUP, ROUNDS
 
 # name -> private module that defines it; loaded on first access
 _LAZY = {
@@ -40,7 +40,7 @@ _LAZY = {
     **dict.fromkeys(("DeviceSpec", "load_pool", "local_pool"), "._pool"),
 }
 
-__all__ = sorted({*_LAZY, "DTYPES", "ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"})
+__all__ = sorted({*_LAZY, "DTYPES", "MODEL_ROUNDS", "ROUNDS", "ROUND_REPEATS", "ROUND_WARMUP"})
 
 
 def __getattr__(name: str) -> Any:

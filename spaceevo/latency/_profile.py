@@ -62,7 +62,8 @@ def _progress(enabled: bool, total: int):
 
 def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] = ("int8",), db: Any = None,
                 device: str | None = None, seed: int = 0, progress: bool = True, retry_failed: bool = False,
-                backend_opts: dict | None = None, rounds: int = 1, chunk: int = 64) -> dict:
+                backend_opts: dict | None = None, rounds: int = 1, chunk: int = 64,
+                model_rounds: int | None = None) -> dict:
     """Measure every (unit, dtype) not yet in ``db`` and store it; returns a summary dict.
 
     ``db`` is a store object such as :class:`spaceevo.datasets.LatencyStore` (the caller opens and closes it).
@@ -78,6 +79,8 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     ``chunk`` at a time, then timed round after round in a shuffled order, each finished round stored at
     once (a killed run loses at most the round in flight). On a shared machine the speed drifts over
     seconds, far more than inside one session, so sessions spread in time are what make a rerun agree.
+    Whole networks (units of kind ``model``) get ``model_rounds`` sessions (``MODEL_ROUNDS`` in the command
+    line): their rounds scatter round to round, so their median needs more of them than a block's.
 
     Parameters
     ----------
@@ -99,6 +102,8 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
         Sessions per unit (``ROUNDS`` in the command line).
     chunk : int
         Units converted at a time.
+    model_rounds : int, optional
+        Sessions per whole network (kind ``model``); default ``rounds``.
 
     Returns
     -------
@@ -113,9 +118,13 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     """
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
+    if model_rounds is None:
+        model_rounds = rounds
+    if not isinstance(model_rounds, int) or isinstance(model_rounds, bool) or model_rounds < 1:
+        raise ValueError(f"model_rounds={model_rounds!r} must be an integer >= 1")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} must be an integer >= 1")
-    store = _check_store(db, rounds)
+    store = _check_store(db, max(rounds, model_rounds))
     be = create_backend(backend, **{"seed": seed, **(backend_opts or {})}) if isinstance(backend, str) else backend
     be.require()
     dtypes = [check_dtype(d) for d in dtypes]
@@ -129,27 +138,29 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
         fp = be.fingerprint(d)
         if rounds > 1:
             fp["protocol"]["rounds"] = rounds
+        if model_rounds != rounds:
+            fp["protocol"]["model_rounds"] = model_rounds
         fp_ids[d] = store.add_fingerprint(fingerprint_id(fp), fp)
     done = {d: store.done(device, d, be.threads, include_failed=not retry_failed) for d in dtypes}
     todo = [(u, d) for u in units for d in dtypes if (u.kind, u.key) not in done[d]]
     total = len(units) * len(dtypes)
-    run = _Run(be, store, device, fp_ids, seed)
+    run = _Run(be, store, device, fp_ids, seed, rounds, model_rounds)
     load = machine_load(LOAD_CHECK_S) if todo else None
     warnings = [w for w in (busy_warning(be.threads, load),) if w]
     for w in warnings:
         log.warning("%s", w)
     bar = _progress(progress and bool(todo), len(todo))
-    run.bar, run.task = bar, (bar.add_task("", total=len(todo) * rounds) if bar else None)
+    run.bar, run.task = bar, (bar.add_task("", total=sum(run.n_rounds(u) for u, _ in todo)) if bar else None)
     if bar:
         bar.start()
     try:
-        if rounds == 1:
+        if rounds == model_rounds == 1:
             for unit, dtype in todo:
                 run.show(f"{dtype} {unit.key}")
                 run.finish(unit, dtype, run.attempt(lambda u=unit, d=dtype: be.measure(u, d), unit, dtype))
                 run.advance()
         else:
-            run.rounds(todo, rounds, chunk, dtypes)
+            run.rounds(todo, chunk, dtypes)
     finally:
         if bar:
             bar.stop()
@@ -157,7 +168,8 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
     other = [c for c in run.other_cpus if c is not None]
     return {"device": device, "backend": be.name, "dtypes": dtypes, "threads": be.threads, "units": len(units),
             "total": total, "skipped": total - len(todo), "measured": run.ok + run.failed, "ok": run.ok,
-            "failed": run.failed, "rounds": rounds, "median_cv": statistics.median(run.cvs) if run.cvs else None,
+            "failed": run.failed, "rounds": rounds, "model_rounds": model_rounds,
+            "median_cv": statistics.median(run.cvs) if run.cvs else None,
             "median_round_cv": statistics.median(rcv) if rcv else None, "load_start": load,
             "median_other_cpu": statistics.median(other) if other else None, "warnings": warnings,
             "seconds": round(time.perf_counter() - started, 2), "db": str(store.path) if hasattr(store, "path") else None}
@@ -166,13 +178,19 @@ def run_profile(units: Iterable, backend: Backend | str, dtypes: Sequence[str] =
 class _Run:
     """State of one profiling run: the store, the progress bar and the tallies."""
 
-    def __init__(self, be: Backend, store: Any, device: str, fp_ids: dict, seed: int) -> None:
+    def __init__(self, be: Backend, store: Any, device: str, fp_ids: dict, seed: int, rounds: int = 1,
+                 model_rounds: int = 1) -> None:
         self.be, self.store, self.device, self.fp_ids, self.seed = be, store, device, fp_ids, seed
+        self.block_rounds, self.model_rounds = rounds, model_rounds
         self.ok = self.failed = 0
         self.cvs: list[float] = []
         self.round_cvs: list[float | None] = []
         self.other_cpus: list[float | None] = []
         self.bar = self.task = None
+
+    def n_rounds(self, unit) -> int:
+        """Sessions ``unit`` is timed in: more for a whole network."""
+        return self.model_rounds if unit.kind == "model" else self.block_rounds
 
     def show(self, text: str) -> None:
         if self.bar:
@@ -208,29 +226,30 @@ class _Run:
         self.round_cvs.append(result.round_cv)
         self.other_cpus.append(result.other_cpu)
 
-    def rounds(self, todo: list, rounds: int, chunk: int, dtypes: list[str]) -> None:
+    def rounds(self, todo: list, chunk: int, dtypes: list[str]) -> None:
         """Interleaved rounds over ``todo`` in chunks; finished rounds of an earlier run are reused."""
         be, store = self.be, self.store
         stored = {d: store.rounds_done(self.device, d, be.threads) for d in dtypes}
         rng = np.random.default_rng(self.seed)
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
+            want = {(u, d): self.n_rounds(u) for u, d in part}
             have = {(u, d): {r: TimingStats.from_dict(s) for r, s in stored[d].get((u.kind, u.key), {}).items()
-                             if r < rounds} for u, d in part}
+                             if r < want[(u, d)]} for u, d in part}
             self.advance(sum(len(h) for h in have.values()))
             arts, errors = {}, {}
             for u, d in part:
-                if len(have[(u, d)]) < rounds:
+                if len(have[(u, d)]) < want[(u, d)]:
                     self.show(f"converting {d} {u.key}")
                     got = self.attempt(lambda u=u, d=d: be.prepare(u, d), u, d)
                     (errors if isinstance(got, str) else arts)[(u, d)] = got
-            for r in range(rounds):
+            for r in range(max(want.values())):
                 for i in rng.permutation(len(part)):
                     item = part[i]
-                    if r in have[item] or item not in arts:
+                    if r >= want[item] or r in have[item] or item not in arts:
                         continue
                     u, d = item
-                    self.show(f"round {r + 1}/{rounds} {d} {u.key}")
+                    self.show(f"round {r + 1}/{want[item]} {d} {u.key}")
                     got = self.attempt(lambda a=arts[item]: be.measure_artifact(a), u, d)
                     if isinstance(got, str):
                         errors[item] = got
@@ -242,7 +261,7 @@ class _Run:
             for item in part:
                 u, d = item
                 if item in errors:
-                    self.advance(rounds - len(have[item]))
+                    self.advance(want[item] - len(have[item]))
                     self.finish(u, d, errors[item])
                 else:
                     self.finish(u, d, TimingStats.from_rounds([have[item][r] for r in sorted(have[item])]))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._adapt import AdaptSource, adapt_predictor, check_source, select_units, source_log_predictions, unit_arrays
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import (ROUNDS, BlockUnit, SubnetUnit, check_dtype, create_backend, default_device,
+from spaceevo.latency import (MODEL_ROUNDS, ROUNDS, BlockUnit, SubnetUnit, check_dtype, create_backend, default_device,
                               get_sampler, list_backends, random_subnets, run_profile)
 
 from ._registry import describe_predictors, load_predictor
@@ -113,7 +113,7 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     backend_opts : dict, optional
         Options of the collector's backend (threads, repeats, warmup, reference, cores, ...).
     rounds : int, optional
-        Rounds a unit (default the collector's ``ROUNDS``).
+        Rounds a unit (default the collector's ``ROUNDS`` for blocks, ``MODEL_ROUNDS`` for whole subnets).
     progress : bool
         Show the collector's progress bar.
 
@@ -158,7 +158,8 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     t0 = time.perf_counter()
     with LatencyStore(db) as store:
         summary = run_profile(plan, be, [dtype], db=store, device=dev, seed=seed, progress=progress,
-                              rounds=ROUNDS if rounds is None else rounds)
+                              rounds=ROUNDS if rounds is None else rounds,
+                              model_rounds=MODEL_ROUNDS if rounds is None else rounds)
         rows = store.read_measurements(device=dev, dtype=dtype, status="ok")
         fps = store.fingerprints()
     profile_s = time.perf_counter() - t0

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from spaceevo.latency import OnnxModelUnit, load_onnx, model_entries
+from spaceevo.latency import MODEL_ROUNDS, OnnxModelUnit, load_onnx, model_entries
 
 from ._metrics import latency_metrics
 from ._target import with_target
@@ -72,7 +72,8 @@ def measure_models(models: str | Path | Sequence[str | Path], backend: str = "or
     return out
 
 
-def measure_model(model: str | Path, backend: str = "ort", dtype: str = "int8", threads: int = 1, rounds: int = 10,
+def measure_model(model: str | Path, backend: str = "ort", dtype: str = "int8", threads: int = 1,
+                  rounds: int = MODEL_ROUNDS,
                   repeats: int | None = None, reference: bool = True, progress: bool = False,
                   input_shape: Sequence[int] | None = None) -> dict:
     """Time one ONNX model whole with the collector's protocol (rounds spread, reference beside each sample).

@@ -77,7 +77,8 @@ def make_backend(backend: str = "ort", threads: int = 1, repeats: int | None = N
 
 
 def _measure_units(units: list, be, dtype: str, db: str | Path | None, device: str | None,
-                   progress: bool, rounds: int = 1, seed: int | None = None) -> pd.DataFrame:
+                   progress: bool, rounds: int = 1, seed: int | None = None,
+                   model_rounds: int | None = None) -> pd.DataFrame:
     """Measure ``units`` into ``db`` (a temporary store when None; reruns reuse rows): the store's rows.
 
     The collector's ``run_profile`` does the work; ``rounds > 1`` spreads each unit's sessions over the run.
@@ -87,7 +88,8 @@ def _measure_units(units: list, be, dtype: str, db: str | Path | None, device: s
         path = Path(db) if db is not None else Path(tmp) / "measurements.db"
         with LatencyStore(path) as store:
             summary = run_profile(units, be, dtypes=[dtype], db=store, device=device,
-                                  seed=be.seed if seed is None else seed, progress=progress, rounds=rounds)
+                                  seed=be.seed if seed is None else seed, progress=progress, rounds=rounds,
+                                  model_rounds=model_rounds)
             if summary["failed"]:
                 log.warning("%d of %d units failed to measure (see the store's error column)",
                             summary["failed"], len(units))
@@ -180,7 +182,7 @@ def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_su
                    backend: str = "ort", dtype: str = "int8", threads: int = 1, repeats: int | None = None,
                    device: str | None = None, db: str | Path | None = None, progress: bool = True,
                    rounds: int = 1, blocks: Sequence[BlockConfig] | None = None,
-                   reference: bool = False) -> pd.DataFrame:
+                   reference: bool = False, model_rounds: int | None = None) -> pd.DataFrame:
     """Measure the distinct blocks of ``subnets`` (and ``blocks``) and the whole ``model_subnets``: store rows.
 
     Parameters
@@ -199,6 +201,8 @@ def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_su
     blocks : sequence of BlockConfig, optional
     reference : bool
         Time the reference block beside every sample.
+    model_rounds : int, optional
+        Sessions per whole subnet (default ``rounds``).
 
     Returns
     -------
@@ -209,7 +213,7 @@ def profile_sample(space: SearchSpace | str, subnets: Sequence[Subnet], model_su
     configs = list(dict.fromkeys([*subnet_block_configs(sp, subnets), *(blocks or [])]))
     units = [BlockUnit(c) for c in configs]
     units += list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sn in model_subnets))
-    return _measure_units(units, be, dtype, db, device, progress, rounds)
+    return _measure_units(units, be, dtype, db, device, progress, rounds, model_rounds=model_rounds)
 
 
 def _repeatability(first: np.ndarray, second: np.ndarray, errors: np.ndarray | None = None) -> dict:
