@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 
 import pytest
 from typer.testing import CliRunner
@@ -34,8 +35,8 @@ def _published_yaml(tmp_path):
 @pytest.mark.slow
 def test_quickstart_profiles_trains_and_predicts(tmp_path, home):
     pub = _published_yaml(tmp_path)
-    args = ["quickstart", "--train-subnets", "2", "--test-subnets", "2", "--repeats", "5", "--rounds", "2", "--published", str(pub),
-            "--json"]
+    args = ["quickstart", "--train-subnets", "2", "--test-subnets", "2", "--repeats", "5", "--rounds", "2",
+            "--model-rounds", "3", "--published", str(pub), "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -48,6 +49,9 @@ def test_quickstart_profiles_trains_and_predicts(tmp_path, home):
     assert len(held) == 2 and all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in held)
     # within a factor of two on unseen whole models, even from two training subnets
     assert all(abs(r["rel_error"]) < 1.0 for r in held)
+    with sqlite3.connect(data["workdir"] + "/latency.db") as conn:  # blocks in 2 sessions, whole subnets in 3
+        assert dict(conn.execute("SELECT kind, MAX(rounds) FROM measurements GROUP BY kind").fetchall()) == {
+            "block": 2, "model": 3}
     assert data["published"] == []  # the only published subnet is a Pixel 4 (mobilew) one
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["profile"]["measured"] == 0 and again["profile"]["skipped"] == prof["units"]
