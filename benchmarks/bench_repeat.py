@@ -16,6 +16,9 @@ kept on the other core for the whole run:
 * each quiet run's accuracy (+-10%, +-5%, MAPE, Kendall tau, median signed error);
 * each loaded run against the median of the quiet runs (how far a load moves the numbers).
 
+``analyse`` also writes every whole subnet's rounds (samples and reference samples) to ``rounds.jsonl.gz``,
+from which it reruns where the stores are not kept (``benchmarks/results/repeat-issue18/``).
+
 Run (the machine to itself; runs 30 minutes apart, loads in between)::
 
     python benchmarks/bench_repeat.py run --out rep --name quiet1 --predictor ort-amd-epyc-int8
@@ -26,6 +29,7 @@ Run (the machine to itself; runs 30 minutes apart, loads in between)::
 from __future__ import annotations
 
 import argparse
+import gzip
 import itertools
 import json
 import os
@@ -111,13 +115,34 @@ def run(args: argparse.Namespace) -> None:
           f"MAPE {r['mape']:.2f}%, tau {r['kendall_tau']:.3f}, cores busy {busy}")
 
 
+def _stored_rounds(db: Path) -> list[tuple[str, int, dict]]:
+    """(subnet, round, samples and reference samples) of every whole subnet's round: from the run's store, or,
+    where the store is not kept (``results/``), from ``rounds.jsonl.gz`` beside it (written by ``analyse``)."""
+    if db.exists():
+        with sqlite3.connect(db) as c:
+            rows = c.execute("SELECT key, round, stats FROM rounds WHERE kind = 'model'").fetchall()
+        return [(key.split("/", 1)[1], rnd, {k: json.loads(st)[k] for k in ("samples", "ref_samples")})
+                for key, rnd, st in rows]
+    with gzip.open(db.parent / "rounds.jsonl.gz", "rt") as f:
+        recs = [json.loads(line) for line in f]
+    return [(r["subnet"], r["round"], r) for r in recs if r["run"] == db.stem]
+
+
+def _export(out: Path, names: list[str]) -> None:
+    with gzip.open(out / "rounds.jsonl.gz", "wt") as f:
+        for name in names:
+            for subnet, rnd, s in _stored_rounds(out / f"{name}.db"):
+                f.write(json.dumps({"run": name, "subnet": subnet, "round": rnd,
+                                    "samples": [round(x, 5) for x in s["samples"]],
+                                    "ref_samples": [round(x, 5) for x in s["ref_samples"]]}) + "\n")
+
+
 def _ratios(db: Path, max_rounds: int | None = None) -> dict[str, float]:
     """Each whole subnet's ratio from its stored rounds (pooled sample ratios; the first ``max_rounds`` only)."""
     per: dict[str, list] = {}
-    with sqlite3.connect(db) as c:
-        for key, rnd, stats in c.execute("SELECT key, round, stats FROM rounds WHERE kind = 'model'"):
-            if max_rounds is None or rnd < max_rounds:
-                per.setdefault(key.split("/", 1)[1], []).append(json.loads(stats))
+    for subnet, rnd, stats in _stored_rounds(db):
+        if max_rounds is None or rnd < max_rounds:
+            per.setdefault(subnet, []).append(stats)
     out = {}
     for key, rounds in per.items():
         x = []
@@ -171,6 +196,10 @@ def analyse(args: argparse.Namespace) -> dict:
                 summary["loaded"].append({"name": r["name"], "load": r["load"], "core_busy": r["core_busy"],
                                           **_pair(base, ratios[r["name"]]["all"], keys)})
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if all((out / f"{r['name']}.db").exists() for r in runs):
+        _export(out, [r["name"] for r in runs])
+    if len(quiet) >= 2:
+        _plot(out, quiet, ratios, order)
     lines = ["| run | load | started (UTC) | subnets | rounds | +-10% | +-5% | MAPE | Kendall tau | median error |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["runs"]:
@@ -192,6 +221,29 @@ def analyse(args: argparse.Namespace) -> dict:
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
+
+
+def _plot(out: Path, quiet: list[dict], ratios: dict, order: list[str]) -> None:
+    """Each subnet's quiet-run ratios relative to their mean: first OLD_ROUNDS rounds (left), all rounds (right)."""
+    from spaceevo.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, proto, title in ((axes[0], "old", f"first {OLD_ROUNDS} rounds of each run (the old protocol)"),
+                             (axes[1], "all", "all rounds (MODEL_ROUNDS)")):
+        keys = [k for k in order if all(k in ratios[q["name"]][proto] for q in quiet)]
+        for q in quiet:
+            dev = [100 * (ratios[q["name"]][proto][k] / np.mean([ratios[p["name"]][proto][k] for p in quiet]) - 1)
+                   for k in keys]
+            ax.plot(range(len(keys)), dev, "o", ms=4, label=f"{q['name']} ({q['started_utc'][11:16]} UTC)")
+        for y in (-2.5, 2.5):
+            ax.axhline(y, color="grey", lw=0.6, ls="--")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("subnet (validation order)")
+    axes[0].set_ylabel("ratio vs the subnet's mean over the runs (%)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("The same whole subnets timed in runs 30+ minutes apart (ort INT8, 1 thread)")
+    save_figure(fig, out / "repeat.png")
 
 
 def main(argv: list[str] | None = None) -> None:
