@@ -239,7 +239,8 @@ def register(app: typer.Typer) -> None:
         with LatencyStore(db) as store:
             summary = run_profile(units, be, dtypes, db=store, device=device, seed=seed,
                                   progress=progress and not as_json, retry_failed=retry_failed, rounds=rounds,
-                                  model_rounds=model_rounds or (max(rounds, MODEL_ROUNDS) if rounds > 1 else rounds))
+                                  model_rounds=(model_rounds if model_rounds is not None
+                                                else max(rounds, MODEL_ROUNDS) if rounds > 1 else rounds))
         emit(summary, as_json, _render_summary)
 
     @app.command("devices")
