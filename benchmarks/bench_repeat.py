@@ -185,7 +185,8 @@ def analyse(args: argparse.Namespace) -> dict:
         row = {"pair": f"{a['name']} / {b['name']}", "minutes_apart": gap}
         for proto in ("all", "old"):
             ra, rb = ratios[a["name"]][proto], ratios[b["name"]][proto]
-            row[proto] = {"first10": _pair(ra, rb, [k for k in first10 if k in common]), "common": _pair(ra, rb, common)}
+            row[proto] = {"first10": _pair(ra, rb, [k for k in first10 if k in common]),
+                          "common": _pair(ra, rb, common)}
         summary["pairs"].append(row)
     if quiet:
         base = {k: float(np.median([ratios[q["name"]]["all"][k] for q in quiet if k in ratios[q["name"]]["all"]]))
@@ -207,7 +208,8 @@ def analyse(args: argparse.Namespace) -> dict:
                      f"{r['acc_10pct']:.0f}% | {r['acc_5pct']:.0f}% | {r['mape']:.2f}% | {r['kendall_tau']:.3f} | "
                      f"{r['median_signed_error']:+.2f}% |")
     lines += ["", "| pair | minutes apart | first 10, all rounds: median / max | all common, all rounds | "
-              f"first 10, first {OLD_ROUNDS} rounds | all common, first {OLD_ROUNDS} rounds |", "|---|---|---|---|---|---|"]
+              f"first 10, first {OLD_ROUNDS} rounds | all common, first {OLD_ROUNDS} rounds |",
+              "|---|---|---|---|---|---|"]
     for p in summary["pairs"]:
         cell = [f"{p[proto][s]['median_abs']:.2f}% / {p[proto][s]['max_abs']:.2f}% (n={p[proto][s]['n']})"
                 for proto in ("all", "old") for s in ("first10", "common")]

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from spaceevo.datasets import LatencyStore
-from spaceevo.latency import (MODEL_ROUNDS, ROUND_REPEATS, ROUND_WARMUP, ROUNDS, SubnetUnit, create_backend, default_device,
-                              run_profile, subnet_units)
+from spaceevo.latency import (MODEL_ROUNDS, ROUND_REPEATS, ROUND_WARMUP, ROUNDS, SubnetUnit, create_backend,
+                              default_device, run_profile, subnet_units)
 from spaceevo.predictors import (install_predictor, latency_metrics, load_predictor, spaceevo_home, train_predictor,
                                  with_target)
 from spaceevo.space import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets  # noqa: F401  (re-exported)
