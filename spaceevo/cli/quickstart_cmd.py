@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         rounds: int = typer.Option(ROUNDS, "--rounds", help="sessions per block, spread over the run"),
         model_rounds: int = typer.Option(MODEL_ROUNDS, "--model-rounds",
                                          help="sessions per whole subnet (their rounds scatter more)"),
+        target: str = typer.Option("min_ms", "--target",
+                                   help="statistic the predictor learns: min_ms (fastest sample over the spread "
+                                        "sessions) or norm_ms (relative to the reference block)"),
         seed: int = typer.Option(0, "--seed"),
         published: Optional[Path] = typer.Option(None, "--published",
                                                  help="search_result.yaml of the SpaceEvo authors (default: "
@@ -66,6 +69,6 @@ def register(app: typer.Typer) -> None:
 
         data = run_quickstart(workdir=workdir, space=space, resolution=resolution, train_subnets=train_subnets,
                               test_subnets=test_subnets, repeats=repeats, rounds=rounds, seed=seed, published=published,
-                              model_rounds=model_rounds,
+                              model_rounds=model_rounds, target=target,
                               progress=not as_json, log=lambda m: sys.stderr.write(m + "\n"))
         emit(data, as_json, _render)
