@@ -10,10 +10,12 @@ kept on the other core for the whole run:
 
 ``analyse`` compares the runs:
 
-* repeatability of every pair of quiet runs (median and max |difference| of the measured ``ratio``, on the
-  first ten subnets and on all common ones), once with all rounds of the run and once with only its first
-  ``ROUNDS`` (10) rounds: the same data read as the collector read whole networks before ``MODEL_ROUNDS``;
-* each quiet run's accuracy (+-10%, +-5%, MAPE, Kendall tau, median signed error);
+* repeatability of every pair of quiet runs (median and max |difference| of each subnet's ``ratio`` to the
+  reference and of its fastest sample, ``min``, on the first ten subnets and on all common ones), once with
+  all rounds of the run and once with only its first ``ROUNDS`` (10) rounds: the same data read as the
+  collector read whole networks before ``MODEL_ROUNDS``;
+* each run's accuracy as validated (+-10%, +-5%, MAPE, Kendall tau, median signed error), and with
+  ``--predictor``, every run's stored timings scored again against that predictor (another target);
 * each loaded run against the median of the quiet runs (how far a load moves the numbers).
 
 ``analyse`` also writes every whole subnet's rounds (samples and reference samples) to ``rounds.jsonl.gz``,
@@ -23,7 +25,8 @@ Run (the machine to itself; runs 30 minutes apart, loads in between)::
 
     python benchmarks/bench_repeat.py run --out rep --name quiet1 --predictor ort-amd-epyc-int8
     python benchmarks/bench_repeat.py run --out rep --name cpu --load cpu --samples 10
-    python benchmarks/bench_repeat.py analyse rep       # summary.json, table.md
+    python benchmarks/bench_repeat.py analyse rep       # summary.json, table.md, repeat.png
+    python benchmarks/bench_repeat.py analyse rep --predictor min.json.gz   # + every run against another predictor
 """
 
 from __future__ import annotations
@@ -137,26 +140,70 @@ def _export(out: Path, names: list[str]) -> None:
                                     "ref_samples": [round(x, 5) for x in s["ref_samples"]]}) + "\n")
 
 
-def _ratios(db: Path, max_rounds: int | None = None) -> dict[str, float]:
-    """Each whole subnet's ratio from its stored rounds (pooled sample ratios; the first ``max_rounds`` only)."""
+STATISTICS = ("ratio", "min")  # the pooled sample/reference ratio (norm_ms); the fastest sample (min_ms)
+
+
+def _per_subnet(db: Path, stat: str, max_rounds: int | None = None) -> dict[str, float]:
+    """Each whole subnet's ``stat`` from its stored rounds (the first ``max_rounds`` only): ``ratio``, the median
+    of every sample over its two bracketing reference times (rounds timed without the reference are left out);
+    ``min``, the fastest sample of all rounds (``min_ms``)."""
     per: dict[str, list] = {}
     for subnet, rnd, stats in _stored_rounds(db):
         if max_rounds is None or rnd < max_rounds:
             per.setdefault(subnet, []).append(stats)
     out = {}
     for key, rounds in per.items():
-        x = []
-        for s in rounds:
-            t, r = np.asarray(s["samples"]), np.asarray(s["ref_samples"])
-            x.append(t / ((r[:-1] + r[1:]) / 2))
-        out[key] = float(np.median(np.concatenate(x)))
+        if stat == "min":
+            out[key] = float(min(min(s["samples"]) for s in rounds))
+            continue
+        x = [np.asarray(s["samples"]) / ((np.asarray(s["ref_samples"])[:-1] + np.asarray(s["ref_samples"])[1:]) / 2)
+             for s in rounds if s["ref_samples"]]
+        if x:
+            out[key] = float(np.median(np.concatenate(x)))
     return out
 
 
 def _pair(a: dict, b: dict, keys: list[str]) -> dict:
     d = np.array([b[k] / a[k] - 1 for k in keys])
+    if not len(d):
+        return {"n": 0, "median_abs": None, "max_abs": None, "median_signed": None}
     return {"n": len(keys), "median_abs": round(100 * float(np.median(np.abs(d))), 2),
             "max_abs": round(100 * float(np.abs(d).max()), 2), "median_signed": round(100 * float(np.median(d)), 2)}
+
+
+def _rescore(pred_path: str, out: Path, runs: list[dict], values: dict) -> list[dict]:
+    """Every run's stored whole-subnet timings scored against one predictor (its target: ``min_ms`` from the
+    fastest sample, ``norm_ms`` from the ratio times the predictor's reference time)."""
+    from spaceevo.predictors import latency_metrics, load_predictor
+
+    pred = load_predictor(pred_path)
+    if pred.target not in ("min_ms", "norm_ms"):
+        raise SystemExit(f"--predictor {pred_path}: target {pred.target!r}; rescoring reads min_ms or norm_ms")
+    stat, scale = ("min", 1.0) if pred.target == "min_ms" else ("ratio", pred.reference_ms)
+    rows = []
+    for r in runs:
+        meas = values[r["name"]][stat]["all"]
+        keys = [row["subnet"] for row in r["result"]["rows"] if row["subnet"] in meas]
+        if len(keys) < 2:
+            continue
+        y = np.array([meas[k] * scale for k in keys])
+        p = pred.predict_subnets(r["result"]["space"], keys)
+        m = latency_metrics(y, p)
+        rows.append({"name": r["name"], "load": r["load"], "target": pred.target, "samples": len(keys),
+                     "acc_10pct": m["acc_10pct"], "acc_5pct": m["acc_5pct"], "mape": round(m["mape"], 2),
+                     "kendall_tau": round(m["kendall_tau"], 3),
+                     "median_signed_error": round(100 * float(np.median((p - y) / y)), 2)})
+    return rows
+
+
+def _run_table(rows: list[dict], head: str) -> list[str]:
+    lines = [f"| {head} | load | started (UTC) | target | subnets | rounds | +-10% | +-5% | MAPE | Kendall tau | "
+             "median error |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['load']} | {r.get('started_utc', '')} | {r['target']} | {r['samples']} | "
+                     f"{r.get('rounds', '')} | {r['acc_10pct']:.0f}% | {r['acc_5pct']:.0f}% | {r['mape']:.2f}% | "
+                     f"{r['kendall_tau']:.3f} | {r['median_signed_error']:+.2f}% |")
+    return lines
 
 
 def analyse(args: argparse.Namespace) -> dict:
@@ -168,82 +215,89 @@ def analyse(args: argparse.Namespace) -> dict:
     order = [row["subnet"] for row in max(runs, key=lambda r: len(r["result"]["rows"]))["result"]["rows"]]
     first10 = order[:10]
     quiet = [r for r in runs if r["load"] == "none"]
-    ratios = {r["name"]: {"all": _ratios(out / f"{r['name']}.db"),
-                          "old": _ratios(out / f"{r['name']}.db", OLD_ROUNDS)} for r in runs}
+    values = {r["name"]: {st: {"all": _per_subnet(out / f"{r['name']}.db", st),
+                               "old": _per_subnet(out / f"{r['name']}.db", st, OLD_ROUNDS)} for st in STATISTICS}
+              for r in runs}
     summary: dict = {"runs": [], "pairs": [], "loaded": []}
     for r in runs:
         res = r["result"]
         err = np.array([row["rel_error"] for row in res["rows"]])
         summary["runs"].append({"name": r["name"], "load": r["load"], "started_utc": r["started_utc"],
                                 "seconds": r["seconds"], "core_busy": r["core_busy"], "samples": res["samples"],
+                                "target": res.get("statistic", "norm_ms"),
                                 "rounds": res["rounds"], "acc_10pct": res["acc_10pct"], "acc_5pct": res["acc_5pct"],
                                 "mape": round(res["mape"], 2), "kendall_tau": round(res["kendall_tau"], 3),
                                 "median_signed_error": round(100 * float(np.median(err)), 2)})
     for a, b in itertools.combinations(quiet, 2):
-        common = [k for k in order if k in ratios[a["name"]]["all"] and k in ratios[b["name"]]["all"]]
-        gap = round((b["started"] - a["started"]) / 60, 1)
-        row = {"pair": f"{a['name']} / {b['name']}", "minutes_apart": gap}
-        for proto in ("all", "old"):
-            ra, rb = ratios[a["name"]][proto], ratios[b["name"]][proto]
-            row[proto] = {"first10": _pair(ra, rb, [k for k in first10 if k in common]),
-                          "common": _pair(ra, rb, common)}
+        row = {"pair": f"{a['name']} / {b['name']}", "minutes_apart": round((b["started"] - a["started"]) / 60, 1)}
+        for st in STATISTICS:
+            for proto in ("all", "old"):
+                va, vb = values[a["name"]][st][proto], values[b["name"]][st][proto]
+                common = [k for k in order if k in va and k in vb]
+                row[f"{st}_{proto}"] = {"first10": _pair(va, vb, [k for k in first10 if k in common]),
+                                        "common": _pair(va, vb, common)}
         summary["pairs"].append(row)
-    if quiet:
-        base = {k: float(np.median([ratios[q["name"]]["all"][k] for q in quiet if k in ratios[q["name"]]["all"]]))
-                for k in order if any(k in ratios[q["name"]]["all"] for q in quiet)}
+    for st in STATISTICS:
+        base = {k: float(np.median(v)) for k in order
+                if (v := [values[q["name"]][st]["all"][k] for q in quiet if k in values[q["name"]][st]["all"]])}
         for r in runs:
             if r["load"] != "none":
-                keys = [k for k in order if k in ratios[r["name"]]["all"] and k in base]
-                summary["loaded"].append({"name": r["name"], "load": r["load"], "core_busy": r["core_busy"],
-                                          **_pair(base, ratios[r["name"]]["all"], keys)})
+                keys = [k for k in order if k in values[r["name"]][st]["all"] and k in base]
+                summary["loaded"].append({"name": r["name"], "load": r["load"], "statistic": st,
+                                          "core_busy": r["core_busy"], **_pair(base, values[r["name"]][st]["all"], keys)})
+    if args.predictor:
+        summary["rescored"] = {"predictor": args.predictor, "runs": _rescore(args.predictor, out, runs, values)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if all((out / f"{r['name']}.db").exists() for r in runs):
         _export(out, [r["name"] for r in runs])
     if len(quiet) >= 2:
-        _plot(out, quiet, ratios, order)
-    lines = ["| run | load | started (UTC) | subnets | rounds | +-10% | +-5% | MAPE | Kendall tau | median error |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in summary["runs"]:
-        lines.append(f"| {r['name']} | {r['load']} | {r['started_utc']} | {r['samples']} | {r['rounds']} | "
-                     f"{r['acc_10pct']:.0f}% | {r['acc_5pct']:.0f}% | {r['mape']:.2f}% | {r['kendall_tau']:.3f} | "
-                     f"{r['median_signed_error']:+.2f}% |")
-    lines += ["", "| pair | minutes apart | first 10, all rounds: median / max | all common, all rounds | "
-              f"first 10, first {OLD_ROUNDS} rounds | all common, first {OLD_ROUNDS} rounds |",
-              "|---|---|---|---|---|---|"]
-    for p in summary["pairs"]:
-        cell = [f"{p[proto][s]['median_abs']:.2f}% / {p[proto][s]['max_abs']:.2f}% (n={p[proto][s]['n']})"
-                for proto in ("all", "old") for s in ("first10", "common")]
-        lines.append(f"| {p['pair']} | {p['minutes_apart']} | " + " | ".join(cell) + " |")
-    if summary["loaded"]:
-        lines += ["", "| loaded run | load | cores busy | vs quiet median: median signed | median abs | max abs |",
+        _plot(out, quiet, values, order)
+    lines = _run_table(summary["runs"], "run (as validated)")
+    if "rescored" in summary:
+        lines += ["", f"Every run's stored timings against `{Path(args.predictor).name}`:", ""]
+        lines += _run_table(summary["rescored"]["runs"], "run (rescored)")
+    for st in STATISTICS:
+        lines += ["", f"| pair, `{st}` | minutes apart | first 10, all rounds: median / max | all common, all rounds | "
+                  f"first 10, first {OLD_ROUNDS} rounds | all common, first {OLD_ROUNDS} rounds |",
                   "|---|---|---|---|---|---|"]
+        for p in summary["pairs"]:
+            cell = [f"{c['median_abs']:.2f}% / {c['max_abs']:.2f}% (n={c['n']})" if c["n"] else "-"
+                    for proto in ("all", "old") for c in (p[f"{st}_{proto}"]["first10"], p[f"{st}_{proto}"]["common"])]
+            lines.append(f"| {p['pair']} | {p['minutes_apart']} | " + " | ".join(cell) + " |")
+    if summary["loaded"]:
+        lines += ["", "| loaded run | statistic | load | cores busy | vs quiet median: median signed | median abs | "
+                  "max abs |", "|---|---|---|---|---|---|---|"]
         for r in summary["loaded"]:
-            lines.append(f"| {r['name']} | {r['load']} | {r['core_busy']} | {r['median_signed']:+.2f}% | "
-                         f"{r['median_abs']:.2f}% | {r['max_abs']:.2f}% |")
+            if r["n"]:
+                lines.append(f"| {r['name']} | {r['statistic']} | {r['load']} | {r['core_busy']} | "
+                             f"{r['median_signed']:+.2f}% | {r['median_abs']:.2f}% | {r['max_abs']:.2f}% |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
 
 
-def _plot(out: Path, quiet: list[dict], ratios: dict, order: list[str]) -> None:
-    """Each subnet's quiet-run ratios relative to their mean: first OLD_ROUNDS rounds (left), all rounds (right)."""
+def _plot(out: Path, quiet: list[dict], values: dict, order: list[str]) -> None:
+    """Each subnet's quiet-run values relative to their mean, per statistic: first OLD_ROUNDS rounds, all rounds."""
     from spaceevo.plotting import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, proto, title in ((axes[0], "old", f"first {OLD_ROUNDS} rounds of each run (the old protocol)"),
-                             (axes[1], "all", "all rounds (MODEL_ROUNDS)")):
-        keys = [k for k in order if all(k in ratios[q["name"]][proto] for q in quiet)]
-        for q in quiet:
-            dev = [100 * (ratios[q["name"]][proto][k] / np.mean([ratios[p["name"]][proto][k] for p in quiet]) - 1)
-                   for k in keys]
-            ax.plot(range(len(keys)), dev, "o", ms=4, label=f"{q['name']} ({q['started_utc'][11:16]} UTC)")
-        for y in (-2.5, 2.5):
-            ax.axhline(y, color="grey", lw=0.6, ls="--")
-        ax.set_title(title, fontsize=10)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharey=True)
+    for i, st in enumerate(STATISTICS):
+        for ax, proto, title in ((axes[i, 0], "old", f"`{st}`, first {OLD_ROUNDS} rounds of each run"),
+                                 (axes[i, 1], "all", f"`{st}`, all rounds (MODEL_ROUNDS)")):
+            have = [q for q in quiet if values[q["name"]][st][proto]]
+            keys = [k for k in order if all(k in values[q["name"]][st][proto] for q in have)]
+            for q in have:
+                v = values[q["name"]][st][proto]
+                dev = [100 * (v[k] / np.mean([values[p["name"]][st][proto][k] for p in have]) - 1) for k in keys]
+                ax.plot(range(len(keys)), dev, "o", ms=3, label=f"{q['name']} ({q['started_utc'][11:16]} UTC)")
+            for y in (-2.5, 2.5):
+                ax.axhline(y, color="grey", lw=0.6, ls="--")
+            ax.set_title(title, fontsize=10)
+        axes[i, 0].set_ylabel(f"{st} vs the subnet's mean over the runs (%)")
+    for ax in axes[1]:
         ax.set_xlabel("subnet (validation order)")
-    axes[0].set_ylabel("ratio vs the subnet's mean over the runs (%)")
-    axes[1].legend(fontsize=8)
+    axes[0, 1].legend(fontsize=7)
     fig.suptitle("The same whole subnets timed in runs 30+ minutes apart (ort INT8, 1 thread)")
     save_figure(fig, out / "repeat.png")
 
@@ -262,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("extra", nargs="*", help="more validate options, after --")
     a = sub.add_parser("analyse", help="compare the runs in OUT")
     a.add_argument("out")
+    a.add_argument("--predictor", help="also score every run's stored timings against this predictor (name or file)")
     args = ap.parse_args(argv)
     run(args) if args.cmd == "run" else analyse(args)
 

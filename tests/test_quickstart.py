@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import sqlite3
@@ -45,6 +46,8 @@ def test_quickstart_profiles_trains_and_predicts(tmp_path, home):
     assert prof["failed"] == 0 and prof["ok"] == prof["units"] > 2
     pred_path = home / "predictors" / f"{data['predictor']['name']}.json.gz"
     assert pred_path.is_file()
+    assert data["target"] == "min_ms"  # the fastest sample of the spread sessions, for blocks and whole subnets
+    assert json.loads(gzip.decompress(pred_path.read_bytes()))["manifest"]["target"] == "min_ms"
     held = data["heldout"]["subnets"]
     assert len(held) == 2 and all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in held)
     # within a factor of two on unseen whole models, even from two training subnets
@@ -77,6 +80,7 @@ def test_published_subnets_fallback_and_file(tmp_path, monkeypatch):
     (["--resolution", "150"], r"resolution=150 is not in onnxw resolutions \[160, 176, 192, 208, 224\]"),
     (["--train-subnets", "1"], "train_subnets=1, test_subnets=5: each must be >= 2"),
     (["--space", "onnxw-9"], "space"),
+    (["--target", "median_ms"], r"target='median_ms' is not one of \['min_ms', 'norm_ms'\]"),
 ])
 def test_quickstart_bad_input_exits_2(args, message, home, capsys):
     with pytest.raises(SystemExit) as exc:
