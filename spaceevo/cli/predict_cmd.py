@@ -52,9 +52,10 @@ def register(app: typer.Typer) -> None:
               seed: int = typer.Option(0, "--seed"),
               target: str = typer.Option("auto", "--target",
                                          help="timing statistic to learn: norm_ms (relative to the reference "
-                                              "block timed beside each sample; steadiest on a shared machine), "
-                                              "min_ms, median_ms or mean_ms; auto: norm_ms when every row has "
-                                              "a ratio, else min_ms, else median_ms (e.g. imported tables)"),
+                                              "block timed beside each sample; steadiest within a run), min_ms "
+                                              "(fastest sample; what repeats across runs for whole networks, "
+                                              "the quick start's), median_ms or mean_ms; auto: norm_ms when every "
+                                              "row has a ratio, else min_ms, else median_ms (e.g. imported tables)"),
               models_db: Optional[list[str]] = typer.Option(None, "--models-db",
                                                             help="more stores with whole-subnet rows for the "
                                                                  "composition term (repeatable)"),
