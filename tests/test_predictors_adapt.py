@@ -99,6 +99,23 @@ def test_bundle_round_trip_keeps_the_provenance(source, candidates, tmp_path):
     assert back.predict_subnets(sp, [sn])[0] == pytest.approx(back.predict_subnet(sp, sn)["latency_ms"], rel=1e-9)
 
 
+def test_the_target_statistic_is_chosen_or_named(source, candidates):
+    configs, types, X = candidates
+    log_src = source_log_predictions([source], types, X)[:, 0]
+    measured, _ = _device(types, log_src)
+    idx = select_units(types, X, log_src[:, None], 20, "random", seed=1)
+    rows = _rows(configs, idx, measured).assign(min_ms=lambda d: 0.8 * d["median_ms"])
+    auto = adapt_predictor([source], rows, device="sim", method="scale")
+    fastest = adapt_predictor([source], rows, device="sim", method="scale", target="min_ms")
+    assert auto.target == "min_ms" and fastest.manifest["target"] == "min_ms"  # no ratio: auto is min_ms too
+    median = adapt_predictor([source], rows, device="sim", method="scale", target="median_ms")
+    assert median.target == "median_ms"
+    np.testing.assert_allclose(fastest.predict_blocks(configs[:50]), 0.8 * median.predict_blocks(configs[:50]),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"target='p50' is not one of"):
+        adapt_predictor([source], rows, device="sim", target="p50")
+
+
 def test_bad_sources_and_budgets_are_named(source, candidates):
     configs, types, X = candidates
     with pytest.raises(ValueError, match=r"dtype='int8', the target dtype='fp32'.*--cross-dtype"):
@@ -118,6 +135,7 @@ def test_bad_sources_and_budgets_are_named(source, candidates):
     (["--dtype", "fp32"], "has dtype='int8', the target dtype='fp32'"),
     (["--from", "PARTIAL"], "no model of the unit types ['FirstConvBlock']"),
     (["--kind", "kernel"], "no kernel predictor exists"),
+    (["--target", "p50"], "--target 'p50' is not one of ['auto', 'median_ms', 'min_ms', 'mean_ms', 'norm_ms']"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     """Each is refused before anything is built or timed."""

@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         cross_dtype: bool = typer.Option(False, "--cross-dtype", help="Allow sources of another dtype."),
         strategy: str = typer.Option("diverse", "--strategy", help="Unit choice: diverse | disagree | random"),
         method: str = typer.Option("auto", "--method", help="auto | scale | linear | per-type | boost"),
+        target: str = typer.Option("auto", "--target", help="Statistic to learn: auto (norm_ms with the reference) "
+                                                            "| min_ms (fastest sample; repeats across runs) | "
+                                                            "norm_ms | median_ms | mean_ms."),
         rounds: Optional[int] = typer.Option(None, "--rounds", help="Rounds a unit (default: the collector's, "
                                                                               "more for whole subnets)."),
         repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed samples per round (default: the "
@@ -56,7 +59,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Adapt source predictors to a new device with N measured blocks (+ a few whole subnets); resumable."""
         from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, list_backends
-        from spaceevo.predictors import ADAPT_METHODS, run_adapt
+        from spaceevo.predictors import ADAPT_METHODS, TARGETS, run_adapt
 
         if backend not in list_backends():
             raise ValueError(f"--backend {backend!r} is not one of {list_backends()}")
@@ -68,6 +71,8 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--strategy {strategy!r} is not one of {list(ADAPT_STRATEGIES)}")
         if method not in ADAPT_METHODS:
             raise ValueError(f"--method {method!r} is not one of {list(ADAPT_METHODS)}")
+        if target != "auto" and target not in TARGETS:
+            raise ValueError(f"--target {target!r} is not one of {['auto', *TARGETS]}")
         if budget < 1:
             raise ValueError(f"--budget {budget} must be >= 1")
         if subnets < 0:
@@ -78,5 +83,5 @@ def register(app: typer.Typer) -> None:
         summary = run_adapt(backend, dtype, budget, space or hyperspace, output, db, sources=sources, subnets=subnets,
                             resolutions=resolution, kind=kind, device=device, seed=seed, strategy=strategy,
                             method=method, cross_dtype=cross_dtype, backend_opts=opts, rounds=rounds,
-                            progress=progress and not as_json)
+                            progress=progress and not as_json, target=target)
         emit(summary, as_json, _render)

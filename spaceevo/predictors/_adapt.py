@@ -43,7 +43,7 @@ from ._estimators import LGBM_BASE_FEATURES
 from ._features import (FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, configs_from_frame,
                         feature_schema)
 from ._metrics import latency_metrics
-from ._target import auto_target, reference_ms, with_target
+from ._target import auto_target, check_target, reference_ms, with_target
 from ._transfer import PROXY_TYPES, TransferLatencyRegressor, proxy_features, ridge_calibration
 
 log = logging.getLogger(__name__)
@@ -445,7 +445,8 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 
 def adapt_predictor(sources: Sequence[AdaptSource], rows: pd.DataFrame, device: str, dtype: str = "int8",
                     method: str = "auto", max_sources: int = MAX_SOURCES, fingerprint: dict | None = None,
-                    model_types: Sequence[str] | None = None, info: dict | None = None) -> LatencyPredictor:
+                    model_types: Sequence[str] | None = None, info: dict | None = None,
+                    target: str = "auto") -> LatencyPredictor:
     """A predictor of a new device from ``sources`` and the store rows measured on it (blocks and whole subnets).
 
     Parameters
@@ -464,6 +465,8 @@ def adapt_predictor(sources: Sequence[AdaptSource], rows: pd.DataFrame, device: 
         Unit types the predictor must answer (default: every type all chosen sources share).
     info : dict, optional
         More facts for the manifest's ``adaptation`` (budget, unit selection, profiling time, ...).
+    target : str
+        The timing statistic to learn, one of ``TARGETS`` or ``auto`` (``auto_target`` of the rows).
 
     Returns
     -------
@@ -473,7 +476,7 @@ def adapt_predictor(sources: Sequence[AdaptSource], rows: pd.DataFrame, device: 
     Raises
     ------
     ValueError
-        No sources, no ok block rows, an unknown method.
+        No sources, no ok block rows, an unknown method or target.
     """
     started = time.perf_counter()
     if method not in ADAPT_METHODS:
@@ -484,7 +487,7 @@ def adapt_predictor(sources: Sequence[AdaptSource], rows: pd.DataFrame, device: 
     blocks = rows[rows["kind"] == "block"] if "kind" in rows.columns else rows
     if blocks.empty:
         raise ValueError("no ok block rows measured on the new device to adapt from")
-    target = auto_target(rows)
+    target = auto_target(rows) if target == "auto" else check_target(target)
     ref = reference_ms(blocks) if target == "norm_ms" else None
     rows = with_target(rows, target, ref)
     blocks = rows[rows["kind"] == "block"] if "kind" in rows.columns else rows

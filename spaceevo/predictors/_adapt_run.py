@@ -20,6 +20,7 @@ from spaceevo.latency import (MODEL_ROUNDS, ROUNDS, BlockUnit, SubnetUnit, check
                               get_sampler, list_backends, random_subnets, run_profile)
 
 from ._registry import describe_predictors, load_predictor
+from ._target import check_target
 
 MAX_COVER = 2000  # candidates of one type the unit choice looks at (a seeded subset beyond that)
 
@@ -87,7 +88,7 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
               sources: Sequence[str] | None = None, subnets: int = 5, resolutions: Sequence[int] | None = None,
               kind: str = "block", device: str | None = None, seed: int = 0, strategy: str = "diverse",
               method: str = "auto", cross_dtype: bool = False, backend_opts: dict | None = None,
-              rounds: int | None = None, progress: bool = True) -> dict:
+              rounds: int | None = None, progress: bool = True, target: str = "auto") -> dict:
     """Adapt a predictor to the device of ``backend``: choose units, profile them into ``db``, fit, save ``output``.
 
     Parameters
@@ -116,6 +117,8 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
         Rounds a unit (default the collector's ``ROUNDS`` for blocks, ``MODEL_ROUNDS`` for whole subnets).
     progress : bool
         Show the collector's progress bar.
+    target : str
+        Timing statistic the new predictor learns: ``auto`` (``norm_ms`` with the reference), ``min_ms``, ...
 
     Returns
     -------
@@ -129,6 +132,8 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     """
     started = time.perf_counter()
     check_dtype(dtype)
+    if target != "auto":
+        check_target(target)
     if backend not in list_backends():
         raise ValueError(f"backend={backend!r} is not one of {list_backends()}")
     be = create_backend(backend, **(backend_opts or {}))
@@ -176,7 +181,7 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
             "profile_seconds": round(profile_s, 2), "units_measured_now": int(summary["measured"]),
             "units_reused": int(summary["skipped"]), "failed": int(summary["failed"])}
     pred = adapt_predictor(srcs, rows, device=dev, dtype=dtype, method=method,
-                           fingerprint=fps.get(fp_id) if fp_id else None, info=info)
+                           fingerprint=fps.get(fp_id) if fp_id else None, info=info, target=target)
     pred._manifest["adaptation"]["adapt_seconds"] = round(time.perf_counter() - started, 2)
     path = pred.save(output)
     ad = pred.manifest["adaptation"]
