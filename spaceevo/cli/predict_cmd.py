@@ -192,7 +192,8 @@ def register(app: typer.Typer) -> None:
                                   rounds=rounds, progress=progress and not as_json)
 
         def render(d):
-            table(f"{d['space']}: {d['samples']} subnets measured with {d['backend']} {d['dtype']}",
+            table(f"{d['space']}: {d['samples']} subnets measured with {d['backend']} {d['dtype']} "
+                  f"({d['statistic']}, {d['rounds']} rounds)",
                   ["", "+-10% (%)", "+-5% (%)", "MAPE (%)", "Kendall tau"],
                   [["with composition", f"{d['acc_10pct']:.1f}", f"{d['acc_5pct']:.1f}", f"{d['mape']:.2f}",
                     f"{d['kendall_tau']:.3f}"],
