@@ -261,6 +261,8 @@ def analyse(args: argparse.Namespace) -> dict:
                   f"first 10, first {OLD_ROUNDS} rounds | all common, first {OLD_ROUNDS} rounds |",
                   "|---|---|---|---|---|---|"]
         for p in summary["pairs"]:
+            if not p[f"{st}_all"]["common"]["n"]:  # a run timed without the reference has no ratio
+                continue
             cell = [f"{c['median_abs']:.2f}% / {c['max_abs']:.2f}% (n={c['n']})" if c["n"] else "-"
                     for proto in ("all", "old") for c in (p[f"{st}_{proto}"]["first10"], p[f"{st}_{proto}"]["common"])]
             lines.append(f"| {p['pair']} | {p['minutes_apart']} | " + " | ".join(cell) + " |")
