@@ -299,7 +299,7 @@ def _plot(out: Path, quiet: list[dict], values: dict, order: list[str]) -> None:
         axes[i, 0].set_ylabel(f"{st} vs the subnet's mean over the runs (%)")
     for ax in axes[1]:
         ax.set_xlabel("subnet (validation order)")
-    axes[0, 1].legend(fontsize=7)
+    axes[1, 1].legend(fontsize=7, ncol=2)  # the panel with every run
     fig.suptitle("The same whole subnets timed in runs 30+ minutes apart (ort INT8, 1 thread)")
     save_figure(fig, out / "repeat.png")
 
