@@ -244,7 +244,8 @@ def analyse(args: argparse.Namespace) -> dict:
             if r["load"] != "none":
                 keys = [k for k in order if k in values[r["name"]][st]["all"] and k in base]
                 summary["loaded"].append({"name": r["name"], "load": r["load"], "statistic": st,
-                                          "core_busy": r["core_busy"], **_pair(base, values[r["name"]][st]["all"], keys)})
+                                          "core_busy": r["core_busy"],
+                                          **_pair(base, values[r["name"]][st]["all"], keys)})
     if args.predictor:
         summary["rescored"] = {"predictor": args.predictor, "runs": _rescore(args.predictor, out, runs, values)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
