@@ -131,10 +131,10 @@ def _stored_rounds(db: Path) -> list[tuple[str, int, dict]]:
     return [(r["subnet"], r["round"], r) for r in recs if r["run"] == db.stem]
 
 
-def _export(out: Path, names: list[str]) -> None:
+def _export(out: Path, stored: dict[str, list]) -> None:
     with gzip.open(out / "rounds.jsonl.gz", "wt") as f:
-        for name in names:
-            for subnet, rnd, s in _stored_rounds(out / f"{name}.db"):
+        for name, rounds in stored.items():
+            for subnet, rnd, s in rounds:
                 f.write(json.dumps({"run": name, "subnet": subnet, "round": rnd,
                                     "samples": [round(x, 5) for x in s["samples"]],
                                     "ref_samples": [round(x, 5) for x in s["ref_samples"]]}) + "\n")
@@ -143,24 +143,19 @@ def _export(out: Path, names: list[str]) -> None:
 STATISTICS = ("ratio", "min")  # the pooled sample/reference ratio (norm_ms); the fastest sample (min_ms)
 
 
-def _per_subnet(db: Path, stat: str, max_rounds: int | None = None) -> dict[str, float]:
-    """Each whole subnet's ``stat`` from its stored rounds (the first ``max_rounds`` only): ``ratio``, the median
-    of every sample over its two bracketing reference times (rounds timed without the reference are left out);
-    ``min``, the fastest sample of all rounds (``min_ms``)."""
+def _per_subnet(rounds: list[tuple[str, int, dict]], stat: str, max_rounds: int | None = None) -> dict[str, float]:
+    """Each whole subnet's ``stat`` over its stored ``rounds`` (the first ``max_rounds`` only), as the collector
+    pools them (``TimingStats.from_rounds``): ``ratio`` (subnets timed without the reference have none) or
+    ``min`` (``min_ms``, the fastest sample)."""
+    from spaceevo.latency import TimingStats
+
     per: dict[str, list] = {}
-    for subnet, rnd, stats in _stored_rounds(db):
+    for subnet, rnd, s in rounds:
         if max_rounds is None or rnd < max_rounds:
-            per.setdefault(subnet, []).append(stats)
-    out = {}
-    for key, rounds in per.items():
-        if stat == "min":
-            out[key] = float(min(min(s["samples"]) for s in rounds))
-            continue
-        x = [np.asarray(s["samples"]) / ((np.asarray(s["ref_samples"])[:-1] + np.asarray(s["ref_samples"])[1:]) / 2)
-             for s in rounds if s["ref_samples"]]
-        if x:
-            out[key] = float(np.median(np.concatenate(x)))
-    return out
+            per.setdefault(subnet, []).append(TimingStats.from_times(s["samples"], ref_times_ms=s["ref_samples"]))
+    pooled = {key: TimingStats.from_rounds(r) for key, r in per.items()}
+    field = "min_ms" if stat == "min" else "ratio"
+    return {key: getattr(t, field) for key, t in pooled.items() if getattr(t, field) is not None}
 
 
 def _pair(a: dict, b: dict, keys: list[str]) -> dict:
@@ -171,7 +166,7 @@ def _pair(a: dict, b: dict, keys: list[str]) -> dict:
             "max_abs": round(100 * float(np.abs(d).max()), 2), "median_signed": round(100 * float(np.median(d)), 2)}
 
 
-def _rescore(pred_path: str, out: Path, runs: list[dict], values: dict) -> list[dict]:
+def _rescore(pred_path: str, runs: list[dict], values: dict) -> list[dict]:
     """Every run's stored whole-subnet timings scored against one predictor (its target: ``min_ms`` from the
     fastest sample, ``norm_ms`` from the ratio times the predictor's reference time)."""
     from spaceevo.predictors import latency_metrics, load_predictor
@@ -215,9 +210,9 @@ def analyse(args: argparse.Namespace) -> dict:
     order = [row["subnet"] for row in max(runs, key=lambda r: len(r["result"]["rows"]))["result"]["rows"]]
     first10 = order[:10]
     quiet = [r for r in runs if r["load"] == "none"]
-    values = {r["name"]: {st: {"all": _per_subnet(out / f"{r['name']}.db", st),
-                               "old": _per_subnet(out / f"{r['name']}.db", st, OLD_ROUNDS)} for st in STATISTICS}
-              for r in runs}
+    stored = {r["name"]: _stored_rounds(out / f"{r['name']}.db") for r in runs}  # each store read once
+    values = {name: {st: {"all": _per_subnet(rounds, st), "old": _per_subnet(rounds, st, OLD_ROUNDS)}
+                     for st in STATISTICS} for name, rounds in stored.items()}
     summary: dict = {"runs": [], "pairs": [], "loaded": []}
     for r in runs:
         res = r["result"]
@@ -247,10 +242,10 @@ def analyse(args: argparse.Namespace) -> dict:
                                           "core_busy": r["core_busy"],
                                           **_pair(base, values[r["name"]][st]["all"], keys)})
     if args.predictor:
-        summary["rescored"] = {"predictor": args.predictor, "runs": _rescore(args.predictor, out, runs, values)}
+        summary["rescored"] = {"predictor": args.predictor, "runs": _rescore(args.predictor, runs, values)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if all((out / f"{r['name']}.db").exists() for r in runs):
-        _export(out, [r["name"] for r in runs])
+        _export(out, stored)
     if len(quiet) >= 2:
         _plot(out, quiet, values, order)
     lines = _run_table(summary["runs"], "run (as validated)")

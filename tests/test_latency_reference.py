@@ -10,7 +10,7 @@ from fake_backend import FakeBackend
 from spaceevo.datasets.store import LatencyStore
 from spaceevo.latency import Backend, BlockUnit, TimingStats, create_backend, run_profile
 from spaceevo.latency._backend import REFERENCE_BLOCK
-from spaceevo.predictors import auto_target, train_predictor, with_target
+from spaceevo.predictors import auto_target, train_predictor, uses_reference, with_target
 from spaceevo.predictors._synthetic import synthetic_block_ms
 from spaceevo.space import BlockConfig
 
@@ -111,6 +111,8 @@ def test_profile_rows_carry_the_ratio_and_train_on_norm_ms(tmp_path):
         assert row["ref_min_ms"] == pytest.approx(0.45) and row["median_ms"] != pytest.approx(ms)
     df = df.reset_index()
     assert auto_target(df) == "norm_ms"
+    assert uses_reference("auto") and uses_reference("norm_ms")  # what decides whether it is timed at all
+    assert not any(uses_reference(t) for t in ("min_ms", "median_ms", "mean_ms"))
     norm = with_target(df, "norm_ms")["norm_ms"].to_numpy()
     assert norm == pytest.approx(df["ratio"].to_numpy() * 0.45)
     p = train_predictor(df, device="d", estimator="lut", cv_folds=0, target="norm_ms")

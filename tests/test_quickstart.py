@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import sqlite3
@@ -11,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spaceevo.cli import app, main
+from spaceevo.predictors import load_predictor
 from spaceevo.quickstart import EXAMPLE_SPACE, EXAMPLE_SUBNET, published_subnets
 from spaceevo.space import SearchSpace
 
@@ -47,7 +47,7 @@ def test_quickstart_profiles_trains_and_predicts(tmp_path, home):
     pred_path = home / "predictors" / f"{data['predictor']['name']}.json.gz"
     assert pred_path.is_file()
     assert data["target"] == "min_ms"  # the fastest sample of the spread sessions, for blocks and whole subnets
-    assert json.loads(gzip.decompress(pred_path.read_bytes()))["manifest"]["target"] == "min_ms"
+    assert load_predictor(pred_path).target == "min_ms"
     held = data["heldout"]["subnets"]
     assert len(held) == 2 and all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in held)
     # within a factor of two on unseen whole models, even from two training subnets

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Adapt source predictors to a new device with N measured blocks (+ a few whole subnets); resumable."""
         from spaceevo.latency import ROUND_REPEATS, ROUND_WARMUP, list_backends
-        from spaceevo.predictors import ADAPT_METHODS, TARGETS, run_adapt
+        from spaceevo.predictors import ADAPT_METHODS, TARGETS, run_adapt, uses_reference
 
         if backend not in list_backends():
             raise ValueError(f"--backend {backend!r} is not one of {list_backends()}")
@@ -78,8 +78,8 @@ def register(app: typer.Typer) -> None:
         if subnets < 0:
             raise ValueError(f"--subnets {subnets} must be >= 0")
         opts = {"threads": threads, "repeats": repeats or ROUND_REPEATS, "warmup": ROUND_WARMUP, "cores": core or None}
-        if backend != "adb":  # the reference serves norm_ms (what auto learns); min_ms does without its cost
-            opts["reference"] = target in ("auto", "norm_ms")
+        if backend != "adb":
+            opts["reference"] = uses_reference(target)
         summary = run_adapt(backend, dtype, budget, space or hyperspace, output, db, sources=sources, subnets=subnets,
                             resolutions=resolution, kind=kind, device=device, seed=seed, strategy=strategy,
                             method=method, cross_dtype=cross_dtype, backend_opts=opts, rounds=rounds,

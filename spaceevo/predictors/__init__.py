@@ -51,7 +51,7 @@ _LAZY = {
     **dict.fromkeys(("KernelLatencyPredictor", "train_kernel_predictor"), "._kernel_predictor"),
     **dict.fromkeys(("KERNEL_FEATURE_NAMES", "kernel_features"), "._kernel_features"),
     **dict.fromkeys(("measure_model", "measure_models", "validate_models"), "._kernel_validate"),
-    **dict.fromkeys(("TARGETS", "auto_target", "reference_ms", "with_target"), "._target"),
+    **dict.fromkeys(("TARGETS", "auto_target", "reference_ms", "uses_reference", "with_target"), "._target"),
     **dict.fromkeys(("compose", "terms_of"), "._composition"),
     **dict.fromkeys(("CompiledLookup", "CompiledSubnetTable", "compiled_lookup", "compiled_subnet_table",
                      "predict_block_cached", "predict_subnet_cached", "predict_subnets_cached"), "._query"),

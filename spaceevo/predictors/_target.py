@@ -85,6 +85,24 @@ def with_target(df: pd.DataFrame, target: str, reference: float | None = None) -
     return out
 
 
+def uses_reference(target: str) -> bool:
+    """Whether learning or measuring ``target`` needs the reference block timed beside every sample.
+
+    ``norm_ms`` is a ratio to it, and ``auto`` picks ``norm_ms`` when the rows have ratios; ``min_ms``,
+    ``median_ms`` and ``mean_ms`` are read from the unit's own samples, so timing the reference only costs time.
+
+    Parameters
+    ----------
+    target : str
+        One of ``TARGETS``, or ``auto``.
+
+    Returns
+    -------
+    bool
+    """
+    return target in ("auto", "norm_ms")
+
+
 def auto_target(df: pd.DataFrame) -> str:
     """The steadiest target every ok row supports: ``norm_ms`` (reference on), else ``min_ms``, else ``median_ms``.
 

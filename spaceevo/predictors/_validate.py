@@ -18,7 +18,7 @@ from spaceevo.space import BlockConfig, SearchSpace, Subnet, as_search_space
 
 from ._bundle import LatencyPredictor
 from ._metrics import latency_metrics
-from ._target import with_target
+from ._target import uses_reference, with_target
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def measure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backend
         A subnet could not be measured.
     """
     sp = as_search_space(space)
-    be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms")
+    be = make_backend(backend, threads, repeats, rounds, reference=uses_reference(statistic))
     units = [SubnetUnit(str(sp), str(sn)) for sn in subnets]
     df = with_target(_measure_units(list(dict.fromkeys(units)), be, dtype, db, device, progress, rounds),
                      statistic, reference)
@@ -171,7 +171,7 @@ def remeasure_subnets(space: SearchSpace | str, subnets: Sequence[Subnet], backe
     numpy.ndarray
     """
     sp = as_search_space(space)
-    be = make_backend(backend, threads, repeats, rounds, reference=statistic == "norm_ms")
+    be = make_backend(backend, threads, repeats, rounds, reference=uses_reference(statistic))
     units = list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sn in subnets))
     df = with_target(_measure_units(units, be, dtype, None, None, progress, rounds, seed=seed), statistic, reference)
     values = dict(zip(df["key"], df[statistic]))
