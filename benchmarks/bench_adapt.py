@@ -23,6 +23,15 @@ tflite-amd-epyc). Then::
     python benchmarks/bench_adapt.py --gt GT --out benchmarks/results/adapt-issue15
 
 writes ``results.csv`` (every run), ``table.md`` (the README's table) and ``budget_accuracy.png``.
+
+``--target min_ms`` learns and scores each unit's fastest sample instead of its ratio to the reference block
+(issue 18: the statistic that repeats across runs on this machine). The sources and the target's full-profile
+predictor are then ``GT/<target>/local-min_ms.pred``, trained from the same store when missing (what
+``spaceevo train --db GT/<target>/local.db --dtype D --target min_ms -o GT/<target>/local-min_ms.pred`` writes),
+and the target's validation subnets are those of ``GT/<target>/val-min_ms.db`` when present (timed in 30
+rounds, ``spaceevo validate --predictor GT/<target>/local-min_ms.pred ... --rounds 30 --db
+GT/<target>/val-min_ms.db``), otherwise ``val.db`` (10 rounds, a noisier fastest sample). The full-profile
+row is then scored here, as ``spaceevo validate`` scores.
 """
 
 from __future__ import annotations
@@ -38,33 +47,59 @@ import pandas as pd
 
 from spaceevo.datasets import LatencyStore
 from spaceevo.predictors import (ADAPT_METHODS, AdaptSource, adapt_predictor, configs_from_frame, latency_metrics,
-                                 load_predictor, select_units)
+                                 load_predictor, select_units, train_from_store)
 from spaceevo.predictors._adapt import check_source, source_log_predictions, unit_arrays
 
 TARGETS = ("ort-int8-1t", "ort-int8-2t", "ort-fp32-1t", "tflite-int8-1t", "tflite-fp32-1t")
 BUILTINS = ("vnni-ort-int8", "pixel4-tflite-int8")
 SPACE = "onnxw-151122-023231"
+STATISTICS = ("norm_ms", "min_ms")
+
+
+def pred_file(folder: Path, target: str = "norm_ms") -> Path:
+    """The target's full-profile predictor for the statistic ``target``."""
+    return folder / ("local.pred" if target == "norm_ms" else f"local-{target}.pred")
+
+
+def val_file(folder: Path, target: str = "norm_ms") -> Path:
+    """The target's validation store for ``target``: a 30-round one for ``min_ms`` when it exists."""
+    own = folder / f"val-{target}.db"
+    return own if target != "norm_ms" and own.is_file() else folder / "val.db"
+
+
+def ensure_predictor(folder: Path, target: str) -> Path:
+    """``pred_file``, trained from the target's store (``spaceevo train --target``) when it is missing."""
+    path = pred_file(folder, target)
+    if not path.is_file() and (folder / "local.pred").is_file():
+        dtype = load_predictor(folder / "local.pred").dtype
+        print(f"training {path} (target {target})", file=sys.stderr)
+        train_from_store(folder / "local.db", dtype=dtype, target=target).save(path)
+    return path
 
 
 # -- ground truth ---------------------------------------------------------------------------------------
-def ready(folder: Path) -> bool:
-    """A target's ground truth is complete: store, predictor, validation store and figures."""
-    return all((folder / f).is_file() for f in ("local.db", "local.pred", "val.db", "validate.json"))
+def ready(folder: Path, target: str = "norm_ms") -> bool:
+    """A target's ground truth is complete: store, predictor, validation store and (``norm_ms``) figures."""
+    need = ("local.db", "local.pred", "val.db", "validate.json") if target == "norm_ms" else ("local.db", "local.pred")
+    return all((folder / f).is_file() for f in need) and val_file(folder, target).is_file()
 
 
-def load_target(folder: Path) -> dict:
+def load_target(folder: Path, target: str = "norm_ms") -> dict:
     """The target's pool (blocks, whole subnets), its 50 validation subnets, its predictor and figures."""
     with LatencyStore(folder / "local.db") as st:
         rows = st.read_measurements()
         rounds = st.read_rounds()
-    with LatencyStore(folder / "val.db") as st:
+    with LatencyStore(val_file(folder, target)) as st:
         val = st.read_measurements(kind="model")
-    pred = load_predictor(folder / "local.pred")
-    full = json.loads((folder / "validate.json").read_text())
+    pred = load_predictor(ensure_predictor(folder, target))
+    if target == "norm_ms":
+        full = json.loads((folder / "validate.json").read_text())
+    else:
+        full = ValSet(val, target).score(pred)
     prof = folder / "profile.json"
     seconds = json.loads(prof.read_text()).get("seconds") if prof.is_file() and prof.stat().st_size else None
     return {"rows": rows, "rounds": rounds, "val": val, "pred": pred, "full": full, "profile_seconds": seconds,
-            "dtype": pred.dtype}
+            "dtype": pred.dtype, "val_rounds": int(val["rounds"].median())}
 
 
 def unit_costs(rows: pd.DataFrame, rounds: pd.DataFrame, total_seconds: float | None = None, chunk: int = 64,
@@ -110,29 +145,34 @@ def unit_costs(rows: pd.DataFrame, rounds: pd.DataFrame, total_seconds: float | 
 
 # -- scoring --------------------------------------------------------------------------------------------
 class ValSet:
-    """The target's validation subnets and their measured ratios (the predictor's reference turns them into ms)."""
+    """The target's validation subnets and their measured ``target`` statistic: ratios (the predictor's
+    reference turns them into ms) or fastest samples."""
 
-    def __init__(self, val: pd.DataFrame):
-        self.ratio = val["ratio"].to_numpy(dtype=float)
+    def __init__(self, val: pd.DataFrame, target: str = "norm_ms"):
+        self.target = target
+        self.y = val["ratio" if target == "norm_ms" else target].to_numpy(dtype=float)
         self.subnets = [json.loads(cfg)["subnet"] for cfg in val["config"]]
 
     def score(self, pred) -> dict:
         """Model-level metrics of ``pred`` on the subnets (as ``spaceevo validate`` computes them)."""
         p = np.array([pred.predict_subnet(SPACE, s)["latency_ms"] for s in self.subnets])
-        return latency_metrics(self.ratio * float(pred.reference_ms), p)
+        scale = float(pred.reference_ms) if self.target == "norm_ms" else 1.0
+        return latency_metrics(self.y * scale, p)
 
 
 # -- the experiment -------------------------------------------------------------------------------------
 def sources_for(target: str, gt: Path, dtype: str, cross_dtype: bool, types: list[str],
-                cache: dict) -> tuple[list[AdaptSource], dict]:
-    """The other targets' full-profile predictors (those trained so far) and the built-ins that can serve
-    ``target`` (and why the others cannot)."""
+                cache: dict, statistic: str = "norm_ms") -> tuple[list[AdaptSource], dict]:
+    """The other targets' full-profile predictors of ``statistic`` (those trained so far) and the built-ins
+    that can serve ``target`` (and why the others cannot)."""
     out, skipped = [], {}
     others = [t for t in TARGETS if t != target and (gt / t / "local.pred").is_file()]
     for name in others + list(BUILTINS):
-        if name not in cache:
-            cache[name] = load_predictor(gt / name / "local.pred" if name in TARGETS else name)
-        src = AdaptSource(name, cache[name])
+        if (name, statistic) not in cache:
+            cache[name, statistic] = load_predictor(ensure_predictor(gt / name, statistic) if name in TARGETS
+                                                    else name)
+        name_pred = cache[name, statistic]
+        src = AdaptSource(name, name_pred)
         try:
             check_source(src, dtype, types, cross_dtype=cross_dtype)
         except ValueError as exc:
@@ -143,21 +183,22 @@ def sources_for(target: str, gt: Path, dtype: str, cross_dtype: bool, types: lis
 
 
 def run_target(target: str, gt: Path, budgets: list[int], seeds: list[int], n_subnets: int, cache: dict,
-               methods: list[str]) -> list[dict]:
-    data = load_target(gt / target)
+               methods: list[str], statistic: str = "norm_ms") -> list[dict]:
+    data = load_target(gt / target, statistic)
     rows = data["rows"]
     blocks = rows[rows["kind"] == "block"].reset_index(drop=True)
     subnets = rows[rows["kind"] == "model"].reset_index(drop=True)
     types, X = unit_arrays(configs_from_frame(blocks))
-    val = ValSet(data["val"])
+    val = ValSet(data["val"], statistic)
     cost, overhead = unit_costs(rows, data["rounds"], data["profile_seconds"])
     full = data["full"]
     out = [{"target": target, "sources": "full profile", "budget": len(blocks), "subnets": len(subnets),
             "strategy": "all", "method": "train", "seed": 0, "acc_10pct": full["acc_10pct"],
             "acc_5pct": full["acc_5pct"], "mape": full["mape"], "kendall_tau": full["kendall_tau"],
-            "profile_s": overhead["total_s"], "chosen_sources": "", "chosen_method": "", "fit_s": None}]
+            "profile_s": overhead["total_s"], "chosen_sources": "", "chosen_method": "", "fit_s": None,
+            "statistic": statistic, "val_rounds": data["val_rounds"]}]
     for mode, cross in (("same dtype", False), ("any dtype", True)):
-        srcs, skipped = sources_for(target, gt, data["dtype"], cross, sorted(set(types.tolist())), cache)
+        srcs, skipped = sources_for(target, gt, data["dtype"], cross, sorted(set(types.tolist())), cache, statistic)
         print(f"{target} [{mode}]: sources {[s.name for s in srcs]}; skipped {sorted(skipped)}", file=sys.stderr)
         if not srcs:
             continue
@@ -178,7 +219,7 @@ def run_target(target: str, gt: Path, budgets: list[int], seeds: list[int], n_su
                     for method in todo:
                         t0 = time.perf_counter()
                         pred = adapt_predictor(srcs, chosen, device=f"adapted-{target}", dtype=data["dtype"],
-                                               method=method)
+                                               method=method, target=statistic)
                         fit_s = time.perf_counter() - t0
                         m = val.score(pred)
                         ad = pred.manifest["adaptation"]
@@ -187,7 +228,8 @@ def run_target(target: str, gt: Path, budgets: list[int], seeds: list[int], n_su
                                     "acc_10pct": m["acc_10pct"], "acc_5pct": m["acc_5pct"], "mape": m["mape"],
                                     "kendall_tau": m["kendall_tau"], "profile_s": secs,
                                     "chosen_sources": "+".join(s["name"] for s in ad["sources"]),
-                                    "chosen_method": ad["method"], "fit_s": fit_s})
+                                    "chosen_method": ad["method"], "fit_s": fit_s, "statistic": statistic,
+                                    "val_rounds": data["val_rounds"]})
                         print(f"  {mode} N={n} seed={seed} {strategy} {method}->{ad['method']} "
                               f"[{out[-1]['chosen_sources']}]: +-10% {m['acc_10pct']:.0f} +-5% {m['acc_5pct']:.0f} "
                               f"MAPE {m['mape']:.2f} tau {m['kendall_tau']:.3f} ({secs:.0f} s profiling)",
@@ -254,6 +296,14 @@ def method_table(df: pd.DataFrame, targets: list[str]) -> str:
     return "\n".join(rows)
 
 
+def stat_line(df: pd.DataFrame) -> str:
+    """Which statistic the rows learned and scored, and in how many rounds the validation subnets were timed."""
+    if "statistic" not in df:
+        return "norm_ms"
+    full = df[df["method"] == "train"]
+    return ", ".join(f"{r.target}: {r.statistic} ({r.val_rounds:.0f} rounds)" for r in full.itertuples())
+
+
 def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -294,12 +344,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     ap.add_argument("--subnets", type=int, default=5, help="whole subnets of the target's 8 (<= 5)")
     ap.add_argument("--methods", nargs="*", default=list(ADAPT_METHODS))
+    ap.add_argument("--target", choices=STATISTICS, default="norm_ms",
+                    help="the timing statistic learned and scored (min_ms: each unit's fastest sample)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt-issue15"))
     ap.add_argument("--render", nargs="*", type=Path, default=None,
                     help="only write the tables and plot from these results.csv files (runs of other targets)")
     args = ap.parse_args(argv)
-    targets = args.targets or [t for t in TARGETS if ready(args.gt / t)]
-    missing = [t for t in TARGETS if not ready(args.gt / t)]
+    targets = args.targets or [t for t in TARGETS if ready(args.gt / t, args.target)]
+    missing = [t for t in TARGETS if not ready(args.gt / t, args.target)]
     if missing:
         print(f"no complete ground truth for {missing} under {args.gt}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -311,13 +363,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rows = []
         for target in targets:
-            rows += run_target(target, args.gt, args.budgets, args.seeds, args.subnets, cache, args.methods)
+            rows += run_target(target, args.gt, args.budgets, args.seeds, args.subnets, cache, args.methods,
+                               args.target)
         df = pd.DataFrame(rows)
     df.to_csv(args.out / "results.csv", index=False)
     full = df[df["method"] == "train"]
     usable = full.loc[full["kendall_tau"] >= 0.5, "target"].tolist()  # a target its own data cannot rank is noise
     text = (f"# Few-shot adaptation, leave one target out ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
-            f"Targets: {targets}; missing ground truth: {missing or 'none'}. Means over seeds {args.seeds} "
+            f"Targets: {targets}; missing ground truth: {missing or 'none'}. Statistic learned and scored: "
+            f"{stat_line(df)}. Means over seeds {args.seeds} "
             "(minimum in brackets); units chosen by `select_units(strategy='diverse')`, method `auto`.\n\n"
             + summary_table(df) + "\n\n## README table (any-dtype sources)\n\n" + readme_table(df)
             + "\n\n## Kendall tau / +-10% by method (diverse units, any-dtype sources), and the other unit "

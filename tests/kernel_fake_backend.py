@@ -39,3 +39,22 @@ class KernelFakeBackend(Backend):
         ms = float(artifact)
         ref = [0.5] * 4 if self.reference else None
         return TimingStats.from_times([ms, ms * 1.01, ms * 0.99], ref_times_ms=ref)
+
+
+class OtherKernelFakeBackend(KernelFakeBackend):
+    """Another 'device': every kernel ``0.4 * ms ** 1.1`` of :class:`KernelFakeBackend`, convolutions 30% slower
+    still, a per-kernel overhead of 0.02 ms; whole models as there (sum of kernels less their overheads)."""
+
+    name = "fakek2"
+
+    @staticmethod
+    def kernel_time(ktype: str, config: dict, macs: int) -> float:
+        base = 0.4 * kernel_ms(ktype, config, macs) ** 1.1
+        return base * (1.3 if ktype == "conv" else 1.0) + 0.02
+
+    def prepare(self, unit, dtype):
+        if isinstance(unit, KernelUnit):
+            return self.kernel_time(unit.type, unit.config, unit.macs)
+        d = detect_kernels(unit.path, "ort", dtype)
+        total = sum(self.kernel_time(k.type, k.config, k.unit().macs) - 0.02 for k in d.kernels)
+        return 0.8 * total + 0.1

@@ -134,7 +134,7 @@ def test_bad_sources_and_budgets_are_named(source, candidates):
     (["--backend", "nope"], "--backend 'nope' is not one of ['adb', 'ort', 'tflite']"),
     (["--dtype", "fp32"], "has dtype='int8', the target dtype='fp32'"),
     (["--from", "PARTIAL"], "no model of the unit types ['FirstConvBlock']"),
-    (["--kind", "kernel"], "no kernel predictor exists"),
+    (["--kind", "kernel"], "--kind kernel needs --models DIR"),
     (["--target", "p50"], "--target 'p50' is not one of ['auto', 'median_ms', 'min_ms', 'mean_ms', 'norm_ms']"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

@@ -35,7 +35,9 @@ from ._registry import (
 
 # name -> private module that defines it; loaded on first access
 _LAZY = {
-    **dict.fromkeys(("ADAPT_METHODS", "ADAPT_STRATEGIES", "AdaptSource", "adapt_predictor", "select_units"), "._adapt"),
+    **dict.fromkeys(("ADAPT_METHODS", "ADAPT_STRATEGIES", "AdaptSource", "adapt_predictor", "kernel_unit_arrays",
+                     "select_units"), "._adapt"),
+    "adapt_kernel_predictor": "._adapt_kernels",
     "run_adapt": "._adapt_run",
     "TransferLatencyRegressor": "._transfer",
     **dict.fromkeys(("FORMAT_VERSION", "LatencyPredictor", "PredictorFileError", "block_rows", "dataset_digest"),

@@ -42,6 +42,7 @@ from ._bundle import FORMAT, FORMAT_VERSION, LatencyPredictor, _runtime_versions
 from ._estimators import LGBM_BASE_FEATURES
 from ._features import (FEATURE_NAMES_BY_VERSION, FEATURE_SCHEMA_VERSION, block_features, configs_from_frame,
                         feature_schema)
+from ._kernel_features import KERNEL_FEATURE_NAMES, kernel_feature_schema, kernel_features
 from ._metrics import latency_metrics
 from ._target import auto_target, check_target, reference_ms, with_target
 from ._transfer import PROXY_TYPES, TransferLatencyRegressor, proxy_features, ridge_calibration
@@ -68,21 +69,29 @@ ENSEMBLE_MIN_UNITS = 20  # fewer measured units: one source (leave-one-out on fe
 
 @dataclasses.dataclass
 class AdaptSource:
-    """A source predictor: its name (registered name or path) and the loaded predictor."""
+    """A source predictor: its name (registered name or path) and the loaded predictor (block or kernel)."""
 
     name: str
     predictor: LatencyPredictor
 
     @property
+    def kind(self) -> str:
+        """``block`` (a predictor of search-space blocks) or ``kernel`` (of the kernels of ONNX models)."""
+        return getattr(self.predictor, "unit_kind", "block")
+
+    @property
     def n_features(self) -> int:
         """How many feature columns its models read (its feature schema's names)."""
+        if self.kind == "kernel":
+            return len(KERNEL_FEATURE_NAMES)
         return len(FEATURE_NAMES_BY_VERSION[self.predictor.feature_version])
 
     def describe(self) -> dict:
-        """Name, device, dtype, target, estimator and file digest (for the manifest)."""
+        """Name, unit kind, device, dtype, target, estimator and file digest (for the manifest)."""
         p = self.predictor
-        return {"name": self.name, "device": p.device, "dtype": p.dtype, "target": p.target,
-                "estimator": p.estimator, "feature_version": p.feature_version,
+        version = kernel_feature_schema()["version"] if self.kind == "kernel" else p.feature_version
+        return {"name": self.name, "unit_kind": self.kind, "device": p.device, "dtype": p.dtype, "target": p.target,
+                "estimator": p.estimator, "feature_version": version,
                 "digest": None if p.source_digest is None else f"sha256:{p.source_digest}"}
 
 
@@ -93,17 +102,39 @@ def unit_arrays(configs: Sequence[BlockConfig]) -> tuple[np.ndarray, np.ndarray]
     return np.array([c.type for c in configs], dtype=object), block_features(configs, FEATURE_SCHEMA_VERSION)
 
 
+def kernel_unit_arrays(kernels: Sequence[tuple[str, dict]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(types, X)`` of kernels given as ``(kernel type, config)``: rows in the order given (kernel features)."""
+    kernels = list(kernels)
+    types = np.array([t for t, _ in kernels], dtype=object)
+    X = np.zeros((len(kernels), len(KERNEL_FEATURE_NAMES)))
+    for t in sorted(set(types.tolist())):
+        m = types == t
+        X[m] = kernel_features(t, [c for (kt, c) in kernels if kt == t])
+    return types, X
+
+
 # -- sources --------------------------------------------------------------------------------------------
-def check_source(source: AdaptSource, dtype: str, unit_types: Sequence[str], cross_dtype: bool = False) -> None:
+def check_source(source: AdaptSource, dtype: str, unit_types: Sequence[str], cross_dtype: bool = False,
+                 kind: str = "block") -> None:
     """Raise ``ValueError`` naming the problem when ``source`` cannot serve a target of ``dtype`` and these types.
 
-    A source must be a predictor of the same dtype (unless ``cross_dtype``), computed on a feature schema
-    this spaceevo knows, and have a model of every unit type in ``unit_types`` (or of its ``PROXY_TYPES``).
+    A source must predict units of ``kind``, be of the same dtype (unless ``cross_dtype``), computed on a
+    feature schema this spaceevo knows, and have a model of every unit type in ``unit_types`` (or of its
+    ``PROXY_TYPES``). A kernel source needs a model of one of the types at least: the kernels of types no
+    source models are estimated by the adapted predictor's fallback, fitted on the measured kernels.
     """
     p = source.predictor
+    if source.kind != kind:
+        raise ValueError(f"source {source.name!r} is a {source.kind} predictor; {kind} units need a {kind} "
+                         f"predictor (choose sources with unit_kind={kind!r}: spaceevo predictors --json)")
     if p.dtype != dtype and not cross_dtype:
         raise ValueError(f"source {source.name!r} has dtype={p.dtype!r}, the target dtype={dtype!r}; choose a "
                          f"{dtype} source or pass --cross-dtype to transfer across dtypes")
+    if kind == "kernel":
+        if not set(unit_types) & set(p.models):
+            raise ValueError(f"source {source.name!r} has no model of any kernel type of the candidate units "
+                             f"{sorted(set(unit_types))} (its types: {sorted(p.models)})")
+        return
     if p.feature_version not in FEATURE_NAMES_BY_VERSION:
         raise ValueError(f"source {source.name!r} has feature schema version {p.feature_version!r}; this spaceevo "
                          f"computes versions {sorted(FEATURE_NAMES_BY_VERSION)}")
@@ -137,8 +168,8 @@ def source_log_predictions(sources: Sequence[AdaptSource], types: np.ndarray, X:
 
 
 # -- which units to measure -----------------------------------------------------------------------------
-def _embedding(X: np.ndarray, z: np.ndarray) -> np.ndarray:
-    names = FEATURE_NAMES_BY_VERSION[FEATURE_SCHEMA_VERSION]
+def _embedding(X: np.ndarray, z: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    names = list(FEATURE_NAMES_BY_VERSION[FEATURE_SCHEMA_VERSION] if names is None else names)
     cols = [names.index(f) for f in LGBM_BASE_FEATURES if f in names and names.index(f) < X.shape[1]]
     A = np.column_stack([np.log1p(np.maximum(X[:, cols], 0.0)), 2.0 * z]) if cols else z[:, None]
     sd = A.std(axis=0)
@@ -169,7 +200,7 @@ def _quotas(types: np.ndarray, share: np.ndarray, budget: int) -> dict[str, int]
 
 
 def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budget: int, strategy: str = "diverse",
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, feature_names: Sequence[str] | None = None) -> np.ndarray:
     """Indices of the ``budget`` units to measure, in the order chosen.
 
     Parameters
@@ -188,6 +219,8 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
         sources disagree) or ``random`` (uniform, seeded).
     seed : int
         Seed of ``random`` (and of ties).
+    feature_names : sequence of str, optional
+        Names of X's columns (default the block features; ``KERNEL_FEATURE_NAMES`` for kernels).
 
     Returns
     -------
@@ -214,7 +247,7 @@ def select_units(types: np.ndarray, X: np.ndarray, source_log: np.ndarray, budge
         weight = 1.0 + u / max(float(np.median(u)), 1e-9)
     else:
         weight = np.ones(n)
-    E = _embedding(X, z)
+    E = _embedding(X, z, feature_names)
     demand = weight * np.sqrt(np.exp(z - z.max()))  # cover units that matter: large and disputed ones
     chosen: list[int] = []
     for t, q in _quotas(types, np.exp(z), int(budget)).items():
@@ -543,4 +576,4 @@ def adaptation_info(pred: LatencyPredictor) -> dict:
 
 __all__ = ["AdaptSource", "ADAPT_METHODS", "ADAPT_STRATEGIES", "adapt_predictor", "adaptation_info", "check_source",
            "choose_method", "choose_sources", "cv_log_rmse", "fit_transfer", "rank_sources", "select_units",
-           "source_log_predictions", "unit_arrays"]
+           "kernel_unit_arrays", "source_log_predictions", "unit_arrays"]

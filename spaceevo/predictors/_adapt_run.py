@@ -1,9 +1,10 @@
 """``spaceevo adapt`` end to end: sources, candidate units, profiling the chosen ones (resumable), fit, bundle.
 
-The candidates are planned as ``spaceevo profile`` plans them (``space`` sampler: every block of a search
-space or hyperspace at the resolutions); the choice of units depends only on the sources, the candidates
-and the seed, so a rerun chooses the same units and the collector (``latency.run_profile``) skips those
-already in the store.
+The candidates are planned as ``spaceevo profile`` plans them: blocks (``space`` sampler: every block of a
+search space or hyperspace at the resolutions) or kernels (``profile --models DIR``: the distinct kernels of
+some ONNX models, whose whole models are the composition term's candidates). The choice of units depends
+only on the sources, the candidates and the seed, so a rerun chooses the same units and the collector
+(``latency.run_profile``) skips those already in the store.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ._adapt import AdaptSource, adapt_predictor, check_source, select_units, source_log_predictions, unit_arrays
-from spaceevo.datasets import LatencyStore
+from ._adapt import (AdaptSource, adapt_predictor, check_source, kernel_unit_arrays, select_units,
+                     source_log_predictions, unit_arrays)
+from ._adapt_kernels import adapt_kernel_predictor, shared_kernel_types
+from ._kernel_features import KERNEL_FEATURE_NAMES
+from spaceevo.datasets import LatencyStore, load_fusion_rules
 from spaceevo.latency import (MODEL_ROUNDS, ROUNDS, BlockUnit, SubnetUnit, check_dtype, create_backend, default_device,
-                              get_sampler, list_backends, random_subnets, run_profile)
+                              get_sampler, list_backends, model_profile_units, random_subnets, run_profile)
 
 from ._registry import describe_predictors, load_predictor
 from ._target import check_target
@@ -26,7 +30,7 @@ MAX_COVER = 2000  # candidates of one type the unit choice looks at (a seeded su
 
 
 def resolve_sources(names: Sequence[str] | None, dtype: str, unit_types: Sequence[str],
-                    cross_dtype: bool = False) -> tuple[list[AdaptSource], dict[str, str]]:
+                    cross_dtype: bool = False, kind: str = "block") -> tuple[list[AdaptSource], dict[str, str]]:
     """Source predictors: ``names`` (registered names or paths, each must fit), else every installed one that fits.
 
     Returns the usable sources and, for the installed ones left out, why.
@@ -41,7 +45,7 @@ def resolve_sources(names: Sequence[str] | None, dtype: str, unit_types: Sequenc
         out = []
         for name in dict.fromkeys(names):
             src = AdaptSource(str(name), load_predictor(name))
-            check_source(src, dtype, unit_types, cross_dtype)
+            check_source(src, dtype, unit_types, cross_dtype, kind)
             out.append(src)
         return out, skipped
     out = []
@@ -50,27 +54,28 @@ def resolve_sources(names: Sequence[str] | None, dtype: str, unit_types: Sequenc
             skipped[row["name"]] = row["error"]
             continue
         try:
+            if row.get("unit_kind", "block") != kind:
+                skipped[row["name"]] = f"a {row.get('unit_kind', 'block')} predictor ({kind} units)"
+                continue
             src = AdaptSource(row["name"], load_predictor(row["path"]))
-            check_source(src, dtype, unit_types, cross_dtype)
+            check_source(src, dtype, unit_types, cross_dtype, kind)
         except ValueError as exc:
             skipped[row["name"]] = str(exc)
             continue
         out.append(src)
     if not out:
         reasons = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no predictors installed"
-        raise ValueError(f"no installed predictor can serve dtype={dtype!r} and the unit types {sorted(unit_types)} "
-                         f"({reasons}); name sources with --from (or pass --cross-dtype)")
+        raise ValueError(f"no installed {kind} predictor can serve dtype={dtype!r} and the unit types "
+                         f"{sorted(unit_types)} ({reasons}); name sources with --from (or pass --cross-dtype)")
     return out, skipped
 
 
 def candidate_units(space: str, resolutions: Sequence[int] | None, kind: str = "block") -> list:
     """The units ``spaceevo profile --space SPACE --resolution R --kind KIND`` plans (every block of the space)."""
 
-    if kind not in ("block", "kernel"):
-        raise ValueError(f"kind={kind!r} is not one of ['block', 'kernel']")
-    if kind == "kernel":
-        raise ValueError("kind='kernel': no kernel predictor exists to adapt from yet (sources are block "
-                         "predictors); adapt block predictors with kind='block'")
+    if kind != "block":
+        raise ValueError(f"kind={kind!r}: the candidates of a search space are blocks (kind='block'); kernel "
+                         "candidates come from ONNX models (models=DIR)")
     return get_sampler("space")(space=space, resolutions=list(resolutions) if resolutions else None, kind=kind)
 
 
@@ -84,11 +89,12 @@ def _cover_subset(types: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | Path, db: str | Path,
+def run_adapt(backend: str, dtype: str, budget: int, space: str | None, output: str | Path, db: str | Path,
               sources: Sequence[str] | None = None, subnets: int = 5, resolutions: Sequence[int] | None = None,
               kind: str = "block", device: str | None = None, seed: int = 0, strategy: str = "diverse",
               method: str = "auto", cross_dtype: bool = False, backend_opts: dict | None = None,
-              rounds: int | None = None, progress: bool = True, target: str = "auto") -> dict:
+              rounds: int | None = None, progress: bool = True, target: str = "auto",
+              models: str | Path | None = None) -> dict:
     """Adapt a predictor to the device of ``backend``: choose units, profile them into ``db``, fit, save ``output``.
 
     Parameters
@@ -96,15 +102,16 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     backend, dtype : str
         The new device's collector backend (``ort``, ``tflite``, ``adb``) and dtype.
     budget : int
-        Units (blocks) to measure, chosen among the candidates of ``space`` at ``resolutions``.
-    space : str
-        A search space or hyperspace (the candidates, as ``spaceevo profile`` plans them).
+        Units to measure: blocks of ``space`` at ``resolutions``, or kernels of ``models`` (``kind='kernel'``).
+    space : str or None
+        A search space or hyperspace (the block candidates, as ``spaceevo profile`` plans them); None with
+        ``models``.
     output, db : path
         The predictor bundle to write; the latency store the measurements go to (a rerun resumes).
     sources : sequence of str, optional
         Source predictors (names or paths); default every installed one that fits.
     subnets : int
-        Random whole subnets of ``space`` timed end to end for the composition term.
+        Random whole subnets of ``space`` (or models of ``models``) timed end to end for the composition term.
     resolutions, kind, device, seed : optional
         Candidate resolutions, unit kind, device id (default the backend's), seed of the choices.
     strategy, method : str
@@ -119,6 +126,9 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
         Show the collector's progress bar.
     target : str
         Timing statistic the new predictor learns: ``auto`` (``norm_ms`` with the reference), ``min_ms``, ...
+    models : path, optional
+        ONNX models (a zoo folder, a folder of ``*.onnx``) whose distinct kernels are the candidates; implies
+        ``kind='kernel'`` and a kernel predictor (sources must be kernel predictors).
 
     Returns
     -------
@@ -145,21 +155,53 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
                          f"usable here: {usable}") from None
     if not isinstance(subnets, int) or subnets < 0:
         raise ValueError(f"subnets={subnets!r} must be an integer >= 0")
-    units = candidate_units(space, resolutions, kind)
-    configs = [u.block for u in units]
-    types, X = unit_arrays(configs)
-    if not isinstance(budget, int) or not 1 <= budget <= len(units):
-        raise ValueError(f"budget={budget!r} must be between 1 and the {len(units)} candidate units of {space} at "
-                         f"{list(resolutions) if resolutions else 'its LUT resolutions'} (kind {kind})")
-    srcs, skipped = resolve_sources(sources, dtype, sorted(set(types.tolist())), cross_dtype)
-    keep = _cover_subset(types, seed)
-    S = source_log_predictions(srcs, types[keep], X[keep])
-    chosen = keep[select_units(types[keep], X[keep], S, budget, strategy, seed)]
-    plan = [BlockUnit(configs[i]) for i in chosen]
-    # seed + 1: never the subnets 'spaceevo validate' draws by default (seed 0), which would leak into the check
-    whole = random_subnets(space, subnets, resolutions, seed=seed + 1) if subnets else []
-    plan += list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sp, sn in whole))
+    if models is not None:
+        kind = "kernel"
+    if kind not in ("block", "kernel"):
+        raise ValueError(f"kind={kind!r} is not one of ['block', 'kernel']")
+    if kind == "kernel" and models is None:
+        raise ValueError("kind='kernel' needs models=DIR (the ONNX models whose kernels are the candidates)")
+    if kind == "block" and not space:
+        raise ValueError("space is required for kind='block' (a search space or hyperspace)")
     dev = device or default_device(be)
+    rules = None
+    if kind == "kernel":
+        if Path(db).is_file():
+            with LatencyStore(db) as store:
+                rules = load_fusion_rules(store, dev, backend, dtype)
+        planned = model_profile_units(models, backend, dtype, rules, whole=True)
+        units, model_units = planned["kernels"], planned["models"]
+        types, X = kernel_unit_arrays([(u.type, u.config) for u in units])
+        where = f"the distinct kernels of the {len(model_units)} models of {str(models)!r}"
+    else:
+        units = candidate_units(space, resolutions, kind)
+        types, X = unit_arrays([u.block for u in units])
+        where = f"{space} at {list(resolutions) if resolutions else 'its LUT resolutions'} (kind {kind})"
+    if not isinstance(budget, int) or not 1 <= budget <= len(units):
+        raise ValueError(f"budget={budget!r} must be between 1 and the {len(units)} candidate units of {where}")
+    srcs, skipped = resolve_sources(sources, dtype, sorted(set(types.tolist())), cross_dtype, kind)
+    if kind == "kernel":
+        # a kernel of a type no source models cannot be ranked by them: chosen among the rest, fitted by the fallback
+        modelled = np.isin(types, sorted(shared_kernel_types(srcs)))
+        pool = np.nonzero(modelled)[0] if modelled.sum() >= budget else np.arange(len(units))
+        keep = pool[_cover_subset(types[pool], seed)]
+        S = np.zeros((len(keep), 1))
+        ok = modelled[keep]
+        S[ok] = source_log_predictions(srcs, types[keep][ok], X[keep][ok]).mean(axis=1, keepdims=True)
+        S[~ok] = np.median(S[ok]) if ok.any() else 0.0
+        chosen = keep[select_units(types[keep], X[keep], S, budget, strategy, seed, KERNEL_FEATURE_NAMES)]
+        plan = [units[i] for i in chosen]
+        # seed + 1 as for subnets; the models are the composition term's, not those of a validation
+        rng = np.random.default_rng(seed + 1)
+        pick = sorted(rng.choice(len(model_units), size=min(subnets, len(model_units)), replace=False).tolist())
+        whole = [model_units[i] for i in pick]
+        plan += whole
+    else:
+        chosen_units = [units[i] for i in _choose_blocks(srcs, types, X, budget, strategy, seed)]
+        plan = [BlockUnit(u.block) for u in chosen_units]
+        # seed + 1: never the subnets 'spaceevo validate' draws by default (seed 0), which would leak into the check
+        whole = random_subnets(space, subnets, resolutions, seed=seed + 1) if subnets else []
+        plan += list(dict.fromkeys(SubnetUnit(str(sp), str(sn)) for sp, sn in whole))
     t0 = time.perf_counter()
     with LatencyStore(db) as store:
         summary = run_profile(plan, be, [dtype], db=store, device=dev, seed=seed, progress=progress,
@@ -171,27 +213,41 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str, output: str | P
     rows = rows[rows["threads"] == be.threads]
     wanted = {(u.kind, u.key) for u in plan}
     rows = rows[[k in wanted for k in zip(rows["kind"], rows["key"])]].reset_index(drop=True)
-    if not (rows["kind"] == "block").any():
+    if not (rows["kind"] == kind).any():
         raise RuntimeError(f"none of the {budget} chosen units could be measured on {dev} (see the store's error "
                            f"column in {db})")
     fp_id = rows["fingerprint_id"].dropna().iloc[0] if rows["fingerprint_id"].notna().any() else None
     info = {"budget": int(budget), "subnets_planned": int(len(whole)), "candidates": int(len(units)),
             "space": space, "resolutions": list(resolutions) if resolutions else None, "kind": kind,
+            "models": None if models is None else str(models),
             "strategy": strategy, "seed": int(seed), "backend": backend, "threads": int(be.threads),
             "profile_seconds": round(profile_s, 2), "units_measured_now": int(summary["measured"]),
             "units_reused": int(summary["skipped"]), "failed": int(summary["failed"])}
-    pred = adapt_predictor(srcs, rows, device=dev, dtype=dtype, method=method,
-                           fingerprint=fps.get(fp_id) if fp_id else None, info=info, target=target)
+    fingerprint = fps.get(fp_id) if fp_id else None
+    if kind == "kernel":
+        pred = adapt_kernel_predictor(srcs, rows, device=dev, dtype=dtype, backend=backend, method=method,
+                                      fingerprint=fingerprint, rules=rules, info=info, target=target)
+    else:
+        pred = adapt_predictor(srcs, rows, device=dev, dtype=dtype, method=method, fingerprint=fingerprint,
+                               info=info, target=target)
     pred._manifest["adaptation"]["adapt_seconds"] = round(time.perf_counter() - started, 2)
     path = pred.save(output)
     ad = pred.manifest["adaptation"]
-    return {"output": str(path), "device": dev, "dtype": dtype, "db": str(db), "budget": int(budget),
+    return {"output": str(path), "kind": kind, "device": dev, "dtype": dtype, "db": str(db), "budget": int(budget),
             "subnets": ad["n_subnets"], "units": ad["n_units"], "failed": info["failed"],
             "sources": ad["sources"], "source_ranking": ad["source_ranking"], "skipped_sources": skipped,
             "method": ad["method"], "method_cv_log_rmse": ad["method_cv_log_rmse"],
             "profile_seconds": info["profile_seconds"], "fit_seconds": ad["fit_seconds"],
             "adapt_seconds": ad["adapt_seconds"], "composition": pred.composition,
             "unit_train": pred.manifest["metrics"]["unit_train"]}
+
+
+def _choose_blocks(srcs: Sequence[AdaptSource], types: np.ndarray, X: np.ndarray, budget: int, strategy: str,
+                   seed: int) -> np.ndarray:
+    """Indices of the blocks to measure (a seeded subset of each large type is looked at)."""
+    keep = _cover_subset(types, seed)
+    S = source_log_predictions(srcs, types[keep], X[keep])
+    return keep[select_units(types[keep], X[keep], S, budget, strategy, seed)]
 
 
 def _available(name: str) -> bool:
