@@ -181,16 +181,7 @@ def run_adapt(backend: str, dtype: str, budget: int, space: str | None, output: 
         raise ValueError(f"budget={budget!r} must be between 1 and the {len(units)} candidate units of {where}")
     srcs, skipped = resolve_sources(sources, dtype, sorted(set(types.tolist())), cross_dtype, kind)
     if kind == "kernel":
-        # a kernel of a type no source models cannot be ranked by them: chosen among the rest, fitted by the fallback
-        modelled = np.isin(types, sorted(shared_kernel_types(srcs)))
-        pool = np.nonzero(modelled)[0] if modelled.sum() >= budget else np.arange(len(units))
-        keep = pool[_cover_subset(types[pool], seed)]
-        S = np.zeros((len(keep), 1))
-        ok = modelled[keep]
-        S[ok] = source_log_predictions(srcs, types[keep][ok], X[keep][ok]).mean(axis=1, keepdims=True)
-        S[~ok] = np.median(S[ok]) if ok.any() else 0.0
-        chosen = keep[select_units(types[keep], X[keep], S, budget, strategy, seed, KERNEL_FEATURE_NAMES)]
-        plan = [units[i] for i in chosen]
+        plan = [units[i] for i in _choose_kernels(srcs, types, X, budget, strategy, seed)]
         # seed + 1 as for subnets; the models are the composition term's, not those of a validation
         rng = np.random.default_rng(seed + 1)
         pick = sorted(rng.choice(len(model_units), size=min(subnets, len(model_units)), replace=False).tolist())
@@ -248,6 +239,21 @@ def _choose_blocks(srcs: Sequence[AdaptSource], types: np.ndarray, X: np.ndarray
     keep = _cover_subset(types, seed)
     S = source_log_predictions(srcs, types[keep], X[keep])
     return keep[select_units(types[keep], X[keep], S, budget, strategy, seed)]
+
+
+def _choose_kernels(srcs: Sequence[AdaptSource], types: np.ndarray, X: np.ndarray, budget: int, strategy: str,
+                    seed: int) -> np.ndarray:
+    """Indices of the kernels to measure: among the types every source models (the fallback answers the others)
+    unless there are fewer of those than the budget."""
+    modelled = np.isin(types, sorted(shared_kernel_types(srcs)))
+    pool = np.nonzero(modelled)[0] if modelled.sum() >= budget else np.arange(len(types))
+    keep = pool[_cover_subset(types[pool], seed)]
+    ok = modelled[keep]
+    S = np.zeros((len(keep), len(srcs)))
+    if ok.any():
+        S[ok] = source_log_predictions(srcs, types[keep][ok], X[keep][ok])
+        S[~ok] = np.median(S[ok], axis=0)
+    return keep[select_units(types[keep], X[keep], S, budget, strategy, seed, KERNEL_FEATURE_NAMES)]
 
 
 def _available(name: str) -> bool:
