@@ -126,3 +126,17 @@ def test_real_onnxruntime_timing_with_the_reference():
     assert s.ratio > 0 and len(s.ref_samples) == 5 and s.ref_min_ms > 0
     ratios = np.array(s.samples) / ((np.array(s.ref_samples[:-1]) + np.array(s.ref_samples[1:])) / 2)
     assert s.ratio == pytest.approx(float(np.median(ratios)))
+
+
+def test_onnxruntime_reference_runs_in_one_thread_beside_a_multithreaded_unit():
+    """An idle multi-threaded session spins on the cores: the reference must not take the unit's."""
+    two = create_backend("ort", threads=2, repeats=3, warmup=1, max_attempts=1, reference=True)
+    assert two.reference_threads() == 1
+    assert two.fingerprint("int8")["protocol"]["reference_threads"] == 1
+    one = create_backend("ort", threads=1, reference=True)
+    assert "reference_threads" not in one.fingerprint("int8")["protocol"]  # 1-thread stores keep their id
+    model = two.prepare(BlockUnit(BlockConfig.parse(REFERENCE_BLOCK)), "int8")
+    assert two.session(model, threads=1).get_session_options().intra_op_num_threads == 1
+    assert two.session(model).get_session_options().intra_op_num_threads == 2
+    s = two.measure(BlockUnit(BlockConfig("MobileNetV2ResBlock", 10, 16, 16, 3, 2.0, 1, "relu6")))
+    assert s.ratio > 0 and len(s.ref_samples) == 4

@@ -157,6 +157,15 @@ class Backend(abc.ABC):
         """
         raise NotImplementedError(f"backend {self.name!r} implements neither open_runner nor time_once")
 
+    def open_reference_runner(self, artifact: Any) -> Callable[[], Any]:
+        """The reference block's runner (default: :meth:`open_runner`; a backend whose idle sessions keep
+        cores busy opens it so that it cannot take the cores of the unit timed beside it)."""
+        return self.open_runner(artifact)
+
+    def reference_threads(self) -> int:
+        """Threads of the reference block's session (:meth:`open_reference_runner`)."""
+        return self.threads
+
     def time_once(self, artifact: Any) -> TimingStats:
         """One attempt: a fresh session pinned to the chosen cores, warm-up, timed repeats."""
         with pinned(self.pin_cores()):
@@ -167,7 +176,7 @@ class Backend(abc.ABC):
         if not self.reference:
             return None
         if self._ref is None:
-            run = self.open_runner(self.prepare(BlockUnit(BlockConfig.parse(REFERENCE_BLOCK)), "int8"))
+            run = self.open_reference_runner(self.prepare(BlockUnit(BlockConfig.parse(REFERENCE_BLOCK)), "int8"))
             for _ in range(20):
                 run()
             clock = self.clock_fn()
@@ -206,7 +215,9 @@ class Backend(abc.ABC):
                              "max_attempts": self.max_attempts, "min_sample_ms": self.min_sample_ms,
                              "clock": self.resolved_clock(),
                              **({"reference": REFERENCE_BLOCK, "ref_sample_ms": self.ref_sample_ms}
-                                if self.reference else {})},
+                                if self.reference else {}),
+                             **({"reference_threads": self.reference_threads()}
+                                if self.reference and self.reference_threads() != (threads or self.threads) else {})},
                 "settings": self.settings(dtype), **self.device_facts()}
 
     def fingerprint_id(self, dtype: str) -> str:

@@ -59,29 +59,39 @@ class OrtBackend(Backend):
                                        per_channel=self.per_channel)
         return model
 
-    def session(self, model):
-        """A fresh onnxruntime session with the backend's settings."""
+    def session(self, model, threads: int | None = None):
+        """A fresh onnxruntime session with the backend's settings (``threads``: other than the backend's)."""
         import onnxruntime as ort
 
+        threads = self.threads if threads is None else threads
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
-        if self.threads == 1:
+        if threads == 1:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         data = model if isinstance(model, bytes) else model.SerializeToString()
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
-    def open_runner(self, artifact: Any):
+    def open_runner(self, artifact: Any, threads: int | None = None):
         """One inference of ``artifact`` per call, in a fresh session (timed by the base ``time_once``)."""
         import onnx
 
         model = artifact if isinstance(artifact, onnx.ModelProto) else onnx.load_from_string(artifact)
         feeds = input_feeds(model, self.seed)
-        run = self.session(model).run
+        run = self.session(model, threads).run
         return lambda: run(None, feeds)
+
+    def reference_threads(self) -> int:
+        """1: with more intra-op threads, the reference's idle pool spins on the cores the unit beside it needs
+        (2 threads on this 2-core VM: units read 3.3x slower than with 1 thread, round CV 38%)."""
+        return 1
+
+    def open_reference_runner(self, artifact: Any):
+        """The reference block in a one-thread session without spinning (see :meth:`reference_threads`)."""
+        return self.open_runner(artifact, threads=1)
 
     def measure_model(self, model, dtype: str | None = None) -> TimingStats:
         """Time an ONNX model as given (already INT8 or FP32), or quantise it first with ``dtype='int8'``."""
