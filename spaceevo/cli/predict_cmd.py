@@ -221,9 +221,11 @@ def register(app: typer.Typer) -> None:
         from spaceevo.predictors import describe_predictors
 
         data = describe_predictors()
-        emit(data, as_json, lambda d: table("predictors", ["name", "origin", "device", "dtype", "estimator", "path"],
-                                            [[x["name"], x["origin"], x.get("device", x.get("error")),
-                                              x.get("dtype", ""), x.get("estimator", ""), x["path"]] for x in d]))
+        emit(data, as_json, lambda d: table("predictors", ["name", "origin", "kind", "device", "dtype", "estimator",
+                                                           "path"],
+                                            [[x["name"], x["origin"], x.get("unit_kind", ""),
+                                              x.get("device", x.get("error")), x.get("dtype", ""),
+                                              x.get("estimator", ""), x["path"]] for x in d]))
 
     @predictors_app.command("show")
     def predictors_show(name: str = typer.Argument(..., help="registered name or file"),

@@ -126,7 +126,7 @@ def check_source(source: AdaptSource, dtype: str, unit_types: Sequence[str], cro
     p = source.predictor
     if source.kind != kind:
         raise ValueError(f"source {source.name!r} is a {source.kind} predictor; {kind} units need a {kind} "
-                         f"predictor (choose sources with unit_kind={kind!r}: spaceevo predictors --json)")
+                         f"predictor (the kind column of: spaceevo predictors list)")
     if p.dtype != dtype and not cross_dtype:
         raise ValueError(f"source {source.name!r} has dtype={p.dtype!r}, the target dtype={dtype!r}; choose a "
                          f"{dtype} source or pass --cross-dtype to transfer across dtypes")
