@@ -28,7 +28,7 @@ writes ``results.csv`` (every run), ``table.md`` (the README's table) and ``budg
 (issue 18: the statistic that repeats across runs on this machine). The sources and the target's full-profile
 predictor are then ``GT/<target>/local-min_ms.pred``, trained from the same store when missing (what
 ``spaceevo train --db GT/<target>/local.db --dtype D --target min_ms -o GT/<target>/local-min_ms.pred`` writes),
-and the target's validation subnets are those of ``GT/<target>/val-min_ms.db`` when present (timed in 30
+and the target's validation subnets are those of ``GT/<target>/val-min_ms.db`` when present (timed in 20-30
 rounds, ``spaceevo validate --predictor GT/<target>/local-min_ms.pred ... --rounds 30 --db
 GT/<target>/val-min_ms.db``), otherwise ``val.db`` (10 rounds, a noisier fastest sample). The full-profile
 row is then scored here, as ``spaceevo validate`` scores.
