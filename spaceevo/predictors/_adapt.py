@@ -103,7 +103,18 @@ def unit_arrays(configs: Sequence[BlockConfig]) -> tuple[np.ndarray, np.ndarray]
 
 
 def kernel_unit_arrays(kernels: Sequence[tuple[str, dict]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(types, X)`` of kernels given as ``(kernel type, config)``: rows in the order given (kernel features)."""
+    """``(types, X)`` of kernels: the kernel type of each row and its kernel features, in the order given.
+
+    Parameters
+    ----------
+    kernels : sequence of (str, dict)
+        ``(kernel type, config)`` pairs, e.g. ``KernelUnit.type`` and ``KernelUnit.config``.
+
+    Returns
+    -------
+    tuple of ndarray
+        Types (object array) and features ``(n, len(KERNEL_FEATURE_NAMES))``.
+    """
     kernels = list(kernels)
     types = np.array([t for t, _ in kernels], dtype=object)
     X = np.zeros((len(kernels), len(KERNEL_FEATURE_NAMES)))
