@@ -51,10 +51,16 @@ def _truth(root, backend: str = "fakek2") -> dict[str, float]:
     return {str(p): float(be.prepare(OnnxModelUnit(str(p), p.stem), "int8")) for p in sorted((root / "val").glob("*.onnx"))}
 
 
-def test_a_simulated_device_is_recovered(world):
+@pytest.fixture(scope="module")
+def adapted(world) -> dict:
+    """``run_adapt`` on fakek2 from the fakek source: 30 kernels and 4 whole models (its summary)."""
     root = world["root"]
-    out = run_adapt("fakek2", "int8", 30, None, root / "new.json.gz", root / "new.db", sources=[str(world["source"])],
-                    subnets=4, models=root / "train", rounds=1, progress=False, target="median_ms")
+    return run_adapt("fakek2", "int8", 30, None, root / "new.json.gz", root / "new.db", sources=[str(world["source"])],
+                     subnets=4, models=root / "train", rounds=1, progress=False, target="median_ms")
+
+
+def test_a_simulated_device_is_recovered(world, adapted):
+    root, out = world["root"], adapted
     assert out["kind"] == "kernel" and out["units"] == 30 and out["subnets"] == 4 and out["failed"] == 0
     pred = load_predictor(out["output"])
     assert isinstance(pred, KernelLatencyPredictor) and pred.estimator == "transfer"
@@ -70,9 +76,9 @@ def test_a_simulated_device_is_recovered(world):
     assert pred.composition["selected_by"].startswith("the composition of source")  # its structure transferred
 
 
-def test_bundle_round_trip_keeps_the_provenance(world, tmp_path):
+def test_bundle_round_trip_keeps_the_provenance(world, adapted, tmp_path):
     root = world["root"]
-    with LatencyStore(root / "new.db") as st:  # the previous test's measurements of the new device
+    with LatencyStore(adapted["db"]) as st:  # the measurements of the new device
         rows = st.read_measurements(status="ok")
     src = AdaptSource("fakek-source", load_predictor(world["source"]))
     pred = adapt_kernel_predictor([src], rows, device="fakek2-device", backend="fakek2", target="median_ms",

@@ -17,7 +17,6 @@ alone pays" transfers, its size in ms does not), and the composition ``train`` w
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ from ._adapt import (ADAPT_METHODS, MAX_SOURCES, AdaptSource, choose_method, cho
 from ._bundle import FORMAT, FORMAT_VERSION, dataset_digest
 from ._kernel_features import kernel_feature_schema
 from ._composition import compose, fit_composition
-from ._kernel_predictor import UNIT_KIND, KernelLatencyPredictor, _config, _KernelItem
+from ._kernel_predictor import UNIT_KIND, KernelLatencyPredictor, _config
 from ._metrics import latency_metrics
 from ._target import auto_target, check_target, reference_ms, with_target
 
@@ -148,21 +147,6 @@ def models_predict(pred: KernelLatencyPredictor, types: np.ndarray, X: np.ndarra
     return out
 
 
-def _whole_models(pred: KernelLatencyPredictor, whole: pd.DataFrame) -> tuple[list, list, np.ndarray]:
-    """Kernel items, predicted kernel latencies and measured ms of the whole-model rows whose files exist."""
-    networks, lats, ys = [], [], []
-    for cfg, ms in zip(whole["config"], whole[pred.target]):
-        path = _config(cfg).get("path")
-        if not path or not Path(path).is_file():
-            continue
-        det = pred.detect(path)
-        lat, _src = pred.predict_kernels(det.kernels)
-        networks.append([_KernelItem(k.type, k.config, k.elems(), k.fp32) for k in det.kernels])
-        lats.append(lat)
-        ys.append(float(ms))
-    return networks, lats, np.asarray(ys, dtype=np.float64)
-
-
 def _lat_only(c: dict) -> dict:
     return {**c, "terms": {k: v for k, v in c["terms"].items() if k == "lat" or k.startswith("lat:")}, "offset_ms": 0.0}
 
@@ -190,7 +174,7 @@ def transfer_composition(pred: KernelLatencyPredictor, whole: pd.DataFrame, sour
     the same with one factor for its latency terms and another for its additive ones (per-kernel overhead,
     quantise traffic, offset; from three models); the composition fitted on the models alone (``train``'s).
     """
-    networks, lats, y = _whole_models(pred, whole)
+    networks, lats, y = pred.composition_data(whole)
     n = len(y)
     if n == 0:
         return pred.composition, {}

@@ -189,8 +189,9 @@ class KernelLatencyPredictor:
         per_elem = float(y[light].sum() / max(elems[light, 1].sum(), 1.0))
         return {"ms_per_mac": per_mac, "ms_per_out_elem": per_elem, "min_ms": float(np.min(y))}
 
-    def fit_composition(self, models: pd.DataFrame) -> dict:
-        """Learn the composition term on whole-model rows (their kernels detected again from the stored path)."""
+    def composition_data(self, models: pd.DataFrame) -> tuple[list, list, np.ndarray]:
+        """Kernel items, predicted kernel latencies and measured ``target`` of the whole-model rows whose files
+        exist (their kernels detected again from the stored path): what a composition term is fitted on."""
         networks, lats, ys = [], [], []
         for cfg, ms in zip(models["config"], models[self.target]):
             path = _config(cfg).get("path")
@@ -202,7 +203,12 @@ class KernelLatencyPredictor:
             networks.append([_KernelItem(k.type, k.config, k.elems(), k.fp32) for k in det.kernels])
             lats.append(lat)
             ys.append(float(ms))
-        if not ys:
+        return networks, lats, np.asarray(ys, dtype=np.float64)
+
+    def fit_composition(self, models: pd.DataFrame) -> dict:
+        """Learn the composition term on whole-model rows (their kernels detected again from the stored path)."""
+        networks, lats, ys = self.composition_data(models)
+        if not len(ys):
             return {}
         self.composition, metrics = fit_composition(networks, lats, ys)
         return metrics
