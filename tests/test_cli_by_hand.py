@@ -60,6 +60,11 @@ def test_by_hand_path_in_miniature(tmp_path, fake_backend):
                                     "--backend", "fake", "--dtype", "int8", "--resolution", "160", "--rounds", "2",
                                     "--json"]))
     assert val["samples"] == 6 and val["acc_10pct"] == 100.0 and val["predictor_warnings"] == []
+    text = runner.invoke(app, ["validate", "--predictor", str(pred), "--space", SPACE, "--samples", "4",
+                               "--backend", "fake", "--dtype", "int8", "--resolution", "160", "--rounds", "2",
+                               "--recheck", "2", "--no-progress"])
+    assert text.exit_code == 0 and "repeatability (2 subnets measured twice)" in text.stdout
+    assert "the second timing as a prediction of the first: +-10% " in text.stdout
 
 
 def test_train_without_whole_subnets_says_it_sums(tmp_path, capsys):

@@ -22,6 +22,11 @@ def test_repeatability_summary():
     assert r["n"] == 3 and r["median_abs_rel_diff"] == pytest.approx(0.04)
     assert r["max_abs_rel_diff"] == pytest.approx(0.2) and r["within_5pct"] == pytest.approx(200 / 3)
     assert r["median_rel_diff"] == pytest.approx(0.04) and "error_within_noise" not in r
+    assert r["within_10pct"] == pytest.approx(200 / 3)
+    ranked = V._repeatability(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.05, 2.5, 2.4, 4.0]))
+    assert ranked["within_10pct"] == pytest.approx(50.0)  # 1.05 and 4.0 within 10%; 2.5 (+25%), 2.4 (-20%) not
+    assert ranked["kendall_tau"] == pytest.approx(4 / 6)  # one discordant pair (2, 3) of six
+    assert V._repeatability(np.array([1.0]), np.array([1.0]))["kendall_tau"] is None
     small = V._repeatability(np.array([10.0, 10.0, 10.0]), np.array([10.0, 10.4, 12.0]), np.array([0.01, -0.03, 0.2]))
     assert small["median_abs_error"] == pytest.approx(0.03) and small["error_within_noise"] is True
     big = V._repeatability(np.array([10.0, 10.0]), np.array([10.1, 9.9]), np.array([0.05, -0.06]))
