@@ -209,10 +209,9 @@ def register(app: typer.Typer) -> None:
                            f"{100 * r['median_abs_rel_diff']:.2f}%, max {100 * r['max_abs_rel_diff']:.2f}%, "
                            f"median second/first {100 * r.get('median_rel_diff', 0.0):+.2f}%")
                 if r.get("within_10pct") is not None:
-                    tau = r.get("kendall_tau")
-                    typer.echo(f"the second timing as a prediction of the first: +-10% {r['within_10pct']:.1f}%"
-                               + (f", Kendall tau {tau:.3f}" if tau is not None and tau == tau else "")
-                               + " (what a perfect predictor could score against one measurement)")
+                    tau = "" if r.get("kendall_tau") is None else f", Kendall tau {r['kendall_tau']:.3f}"
+                    typer.echo(f"the second timing as a prediction of the first: +-10% {r['within_10pct']:.1f}%{tau}"
+                               " (what a perfect predictor could score against one measurement)")
                 if "error_within_noise" in r:
                     verdict = ("within the measurement's own noise" if r["error_within_noise"] else
                                f"{r['median_abs_error'] / max(r['median_abs_rel_diff'], 1e-9):.1f}x the "

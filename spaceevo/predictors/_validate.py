@@ -220,17 +220,18 @@ def _repeatability(first: np.ndarray, second: np.ndarray, errors: np.ndarray | N
     """How far two timings of the same networks agree; with ``errors`` (relative prediction errors), whether the
     prediction error is within that noise (median |error| no larger than the median |difference|).
 
-    ``within_10pct`` and ``kendall_tau`` read the second timing as a prediction of the first: what a perfect
-    predictor could score against one measurement when the measurement repeats this well (2 threads on a
-    shared 2-core VM: the fastest sample of two runs agreed 78% within +-10%, tau 0.80; the median 98%, 0.90)."""
+    ``within_10pct`` and ``kendall_tau`` score the second timing as a prediction of the first: the most a perfect
+    predictor could score against one measurement of these networks (``kendall_tau`` None below two)."""
     signed = (second - first) / first
     d = np.abs(signed)
+    agree = latency_metrics(first, second)
+    tau = agree["kendall_tau"]
     out = {"n": int(len(d)), "median_abs_rel_diff": float(np.median(d)) if len(d) else None,
            "max_abs_rel_diff": float(d.max()) if len(d) else None,
            "median_rel_diff": float(np.median(signed)) if len(d) else None,
-           "within_5pct": float(100 * np.mean(d <= 0.05)) if len(d) else None,
-           "within_10pct": float(100 * np.mean(d <= 0.10)) if len(d) else None,
-           "kendall_tau": latency_metrics(first, second)["kendall_tau"] if len(d) >= 2 else None}
+           "within_5pct": agree["acc_5pct"] if len(d) else None,
+           "within_10pct": agree["acc_10pct"] if len(d) else None,
+           "kendall_tau": None if np.isnan(tau) else tau}
     if errors is not None and len(d) and len(errors):
         err = float(np.median(np.abs(errors)))
         out["median_abs_error"] = err

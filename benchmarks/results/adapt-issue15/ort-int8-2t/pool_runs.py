@@ -5,8 +5,8 @@ OUT is a copy of RUN1 whose rounds table gains the other runs' rounds (renumbere
 measurement rows are recomputed from all of them by the collector's own ``TimingStats.from_rounds``. Only the
 subnets every run has are kept."""
 import json, shutil, sqlite3, sys
-from spaceevo.latency._stats import TimingStats
-from spaceevo.datasets.store import STAT_FIELDS
+from spaceevo.datasets import STAT_FIELDS
+from spaceevo.latency import TimingStats
 
 out, runs = sys.argv[1], sys.argv[2:]
 shutil.copyfile(runs[0], out)
